@@ -1,0 +1,151 @@
+"""Heatmap codec: one object turns keypoints into training targets and heatmaps back into keypoints.
+
+Two flavours, as the papers define them:
+- MSRA (SimpleBaseline/HRNet): the Gaussian is centred on the target rounded to the nearest
+  heatmap pixel and cut to a 6-sigma square; decoding takes the argmax and moves it a quarter
+  pixel towards the higher neighbour.
+- DARK (Zhang et al., CVPR 2020): unbiased encoding centres the Gaussian on the exact
+  sub-pixel target; decoding smooths the heatmap with a Gaussian (distribution modulation),
+  takes its log and makes one Newton (second-order Taylor) step from the argmax.
+
+Coordinates are (x, y) in pixels of the network input for `encode` and in heatmap pixels for
+`decode`; `stride` links the two (input pixel = heatmap pixel * stride). Everything is
+vectorised over people and joints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class HeatmapCodec:
+    input_hw: tuple[int, int]
+    heatmap_hw: tuple[int, int]
+    sigma: float = 2.0
+    dark: bool = False
+    # DARK's modulation kernel (its reference code uses 11, i.e. a Gaussian of sigma 2).
+    blur_kernel: int = 11
+
+    @property
+    def stride(self) -> tuple[float, float]:
+        """(x, y) input pixels per heatmap pixel."""
+        return (self.input_hw[1] / self.heatmap_hw[1], self.input_hw[0] / self.heatmap_hw[0])
+
+    def at_resolution(self, scale: int) -> HeatmapCodec:
+        """The same codec with heatmaps `scale` times larger and sigma scaled with them."""
+        h, w = self.heatmap_hw
+        return HeatmapCodec(self.input_hw, (h * scale, w * scale), self.sigma * scale, self.dark, self.blur_kernel)
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Targets for keypoints `[..., K, 2]` (input pixels) with visibility `[..., K]` (>0 = labelled).
+
+        Returns heatmaps `[..., K, H, W]` (float32, peak 1) and target weights `[..., K]`:
+        1 for labelled joints whose Gaussian reaches the heatmap, else 0 (and an empty map).
+        """
+        keypoints = np.asarray(keypoints, dtype=np.float32)
+        h, w = self.heatmap_hw
+        sx, sy = self.stride
+        mu = keypoints / np.array([sx, sy], dtype=np.float32)
+        if not self.dark:
+            mu = np.floor(mu + 0.5)
+        radius = 3.0 * self.sigma
+        # A joint whose 3-sigma square lies fully outside the map gets weight 0 (as the official code).
+        inside = (
+            (mu[..., 0] + radius >= 0) & (mu[..., 0] - radius < w) & (mu[..., 1] + radius >= 0) & (mu[..., 1] - radius < h)
+        )
+        weight = ((np.asarray(visible) > 0) & inside & np.isfinite(mu).all(-1)).astype(np.float32)
+        mu = np.where(weight[..., None] > 0, mu, 0.0)
+        dx = np.arange(w, dtype=np.float32) - mu[..., 0:1]  # [..., K, W]
+        dy = np.arange(h, dtype=np.float32) - mu[..., 1:2]  # [..., K, H]
+        gx = np.exp(-(dx**2) / (2 * self.sigma**2))
+        gy = np.exp(-(dy**2) / (2 * self.sigma**2))
+        if not self.dark:
+            # The MSRA Gaussian is a (6 sigma + 1)-pixel patch around the rounded centre.
+            gx = gx * (np.abs(dx) <= radius)
+            gy = gy * (np.abs(dy) <= radius)
+        heatmaps = gy[..., :, None] * gx[..., None, :] * weight[..., None, None]
+        return heatmaps.astype(np.float32), weight
+
+    # ------------------------------------------------------------------ decode
+    @torch.no_grad()
+    def decode(self, heatmaps: torch.Tensor, refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints from heatmaps `[N, K, H, W]` of any resolution.
+
+        Returns `(coords [N, K, 2], scores [N, K])`: (x, y) in heatmap pixels of the given
+        maps, and each map's maximum as the score. `refine=False` gives the plain argmax.
+        """
+        heatmaps = torch.as_tensor(heatmaps).float()
+        n, k, h, w = heatmaps.shape
+        scores, idx = heatmaps.reshape(n, k, -1).max(dim=-1)
+        x = (idx % w).long()
+        y = torch.div(idx, w, rounding_mode="floor").long()
+        coords = torch.stack([x, y], dim=-1).float()
+        if not refine:
+            return coords, scores
+        if self.dark:
+            coords = coords + self._dark_offset(heatmaps, x, y)
+        else:
+            coords = coords + self._quarter_offset(heatmaps, x, y)
+        return coords, scores
+
+    @staticmethod
+    def _gather(maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor, dx: int, dy: int, pad: int) -> torch.Tensor:
+        """maps[n, k, y + dy, x + dx] from maps padded by `pad` pixels."""
+        n, k, _, wp = maps.shape
+        flat = (y + dy + pad) * wp + (x + dx + pad)
+        return maps.reshape(n, k, -1).gather(-1, flat.reshape(n, k, 1)).reshape(n, k)
+
+    def _quarter_offset(self, heatmaps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h, w = heatmaps.shape[-2:]
+        p = F.pad(heatmaps, (1, 1, 1, 1))
+        ddx = self._gather(p, x, y, 1, 0, 1) - self._gather(p, x, y, -1, 0, 1)
+        ddy = self._gather(p, x, y, 0, 1, 1) - self._gather(p, x, y, 0, -1, 1)
+        ok_x = ((x > 0) & (x < w - 1)).float()
+        ok_y = ((y > 0) & (y < h - 1)).float()
+        return 0.25 * torch.stack([torch.sign(ddx) * ok_x, torch.sign(ddy) * ok_y], dim=-1)
+
+    def modulate(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """DARK's distribution modulation: Gaussian blur with zero borders, rescaled so each map
+        keeps its original maximum."""
+        k = self.blur_kernel
+        s = 0.3 * ((k - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for a k-tap kernel given sigma 0
+        t = torch.arange(k, dtype=heatmaps.dtype, device=heatmaps.device) - (k - 1) / 2
+        g = torch.exp(-(t**2) / (2 * s * s))
+        g = g / g.sum()
+        n, kk, h, w = heatmaps.shape
+        x = heatmaps.reshape(n * kk, 1, h, w)
+        x = F.conv2d(x, g.view(1, 1, 1, k), padding=(0, k // 2))
+        x = F.conv2d(x, g.view(1, 1, k, 1), padding=(k // 2, 0))
+        x = x.reshape(n, kk, h, w)
+        peak_in = heatmaps.amax(dim=(-2, -1), keepdim=True)
+        peak_out = x.amax(dim=(-2, -1), keepdim=True)
+        return x * torch.where(peak_out > 0, peak_in / peak_out.clamp_min(1e-12), torch.zeros_like(peak_out))
+
+    def _dark_offset(self, heatmaps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h, w = heatmaps.shape[-2:]
+        logh = torch.log(self.modulate(heatmaps).clamp_min(1e-10))
+        p = F.pad(logh, (2, 2, 2, 2), mode="replicate")
+
+        def at(dx: int, dy: int) -> torch.Tensor:
+            return self._gather(p, x, y, dx, dy, 2)
+
+        c = at(0, 0)
+        gx = 0.5 * (at(1, 0) - at(-1, 0))
+        gy = 0.5 * (at(0, 1) - at(0, -1))
+        hxx = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
+        hyy = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
+        hxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+        det = hxx * hyy - hxy**2
+        # The reference code steps only away from the border and where the Hessian is invertible.
+        ok = (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2) & (det != 0)
+        safe = torch.where(ok, det, torch.ones_like(det))
+        ox = -(hyy * gx - hxy * gy) / safe
+        oy = -(-hxy * gx + hxx * gy) / safe
+        return torch.stack([ox, oy], dim=-1) * ok.unsqueeze(-1).float()
+

@@ -1,0 +1,245 @@
+"""Experiment configs: typed dataclasses, loaded from one YAML file per experiment and
+overridable from the command line with `--set section.key=value`.
+
+A file only lists what differs from the defaults below. Unknown keys and values of the wrong
+type are errors that name the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .transforms import AugmentConfig
+
+
+
+def config_dir() -> Path:
+    """The shipped `configs/` folder: packaged as `poserenet.configs`, or beside a source checkout."""
+    try:
+        from importlib.resources import files
+
+        d = Path(str(files("poserenet.configs")))
+        if d.is_dir():
+            return d
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synth"  # the paths below are relative to it (unless absolute)
+    train_ann: str = "annotations/person_keypoints_train.json"
+    train_images: str = "images/train"
+    val_ann: str = "annotations/person_keypoints_val.json"
+    val_images: str = "images/val"
+    keypoints: str = "coco17"  # built-in keypoint set (coco17, mpii16, lsp14) or a YAML/JSON file
+    input_hw: tuple[int, int] = (256, 192)  # network input, height x width
+    bbox_padding: float = 1.25
+    num_workers: int = 2
+
+    def path(self, rel: str) -> Path:
+        return Path(rel) if Path(rel).is_absolute() else Path(self.root) / rel
+
+
+@dataclass
+class CodecConfig:
+    dark: bool = False  # DARK unbiased encoding + distribution-aware decoding, else MSRA
+    sigma: float = 2.0  # Gaussian sigma in heatmap pixels
+    stride: int = 4  # input pixels per heatmap pixel
+
+
+@dataclass
+class ModelConfig:
+    name: str = "simplebaseline_r50"
+    # Extra constructor arguments, e.g. {deconv_channels: 64, base_width: 32} for SimpleBaseline.
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: str = ""  # a local checkpoint to start from (nothing is downloaded)
+
+
+@dataclass
+class LossConfig:
+    use_joint_weights: bool = False  # multiply target weights by the keypoint set's joint weights
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 210
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_steps: tuple[int, ...] = (170, 200)
+    lr_factor: float = 0.1
+    weight_decay: float = 0.0
+    seed: int = 0
+    out_dir: str = ""  # default: runs/<config name>
+    val_every: int = 1  # evaluate every N epochs (and always after the last)
+    threads: int = 0  # torch CPU threads; 0 = PyTorch's default
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+
+
+@dataclass
+class EvalConfig:
+    flip_test: bool = True
+    batch_size: int = 64
+    pck_threshold: float = 0.2
+    rescore_threshold: float = 0.2  # pose score = box score x mean of keypoint scores above this
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def heatmap_hw(self) -> tuple[int, int]:
+        h, w = self.data.input_hw
+        return (h // self.codec.stride, w // self.codec.stride)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.train.out_dir or f"runs/{self.name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(x: Any) -> Any:
+    """Tuples -> lists, so that the YAML dump is plain."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a YAML value to the annotated type."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        full = ", ".join(f"{where}.{k}" if where else k for k in sorted(unknown))
+        raise ConfigError(f"unknown key(s) {full}; known{' in ' + where if where else ''}: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def resolve_config_path(spec: str | Path) -> Path:
+    """A path to a YAML file, or the name of a config shipped with the package."""
+    p = Path(spec)
+    if p.is_file():
+        return p
+    d = config_dir()
+    for cand in (d / p.name, d / f"{p.name}.yaml"):
+        if cand.is_file():
+            return cand
+    shipped = ", ".join(sorted(q.stem for q in d.glob("*.yaml")))
+    raise ConfigError(f"{spec}: no such config file (shipped configs: {shipped})")
+
+
+def load_config(spec: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then `key.sub=value` overrides."""
+    values: dict[str, Any] = {}
+    source = "<defaults>"
+    if spec is not None:
+        path = resolve_config_path(spec)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        values = loaded
+        values.setdefault("name", path.stem)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key=value, e.g. train.epochs=10")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: {part} is not a section")
+        node[parts[-1]] = value
+    try:
+        return _build(Config, values, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,33 @@
+"""Model factory: `create_model(name, num_keypoints=...)`, timm-style, from a plain dict."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable
+
+from torch import nn
+
+from .simplebaseline import SimpleBaseline
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    f"simplebaseline_r{depth}": partial(SimpleBaseline, depth)
+    for depth in (18, 34, 50, 101, 152)
+}
+
+
+def create_model(name: str, num_keypoints: int = 17, **kwargs: Any) -> nn.Module:
+    """Build a heatmap model by name, e.g. `create_model("simplebaseline_r50", num_keypoints=17)`.
+
+    Extra keyword arguments go to the model's constructor (for SimpleBaseline:
+    `deconv_channels`, `base_width`).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    return MODELS[name](num_keypoints=num_keypoints, **kwargs)
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)
+
+
+__all__ = ["MODELS", "SimpleBaseline", "create_model", "list_models"]

@@ -1,0 +1,90 @@
+"""Assemble the stages from a Config: keypoint set, codec, model, datasets, checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .codec import HeatmapCodec
+from .config import Config
+from .datasets import CocoKeypoints, TopDownDataset, load_coco_instances
+from .errors import PoseDataError
+from .meta import KeypointMeta, load_meta
+from .models import create_model
+
+
+def build_meta(cfg: Config) -> KeypointMeta:
+    return load_meta(cfg.data.keypoints)
+
+
+def build_codec(cfg: Config) -> HeatmapCodec:
+    h, w = cfg.data.input_hw
+    if h % cfg.codec.stride or w % cfg.codec.stride:
+        raise ValueError(f"input size {h}x{w} is not a multiple of the heatmap stride {cfg.codec.stride}")
+    return HeatmapCodec(tuple(cfg.data.input_hw), cfg.heatmap_hw, cfg.codec.sigma, cfg.codec.dark)
+
+
+def build_model(cfg: Config, meta: KeypointMeta) -> nn.Module:
+    model = create_model(cfg.model.name, num_keypoints=meta.num_keypoints, **cfg.model.kwargs)
+    if cfg.model.pretrained:
+        state = load_state_dict(cfg.model.pretrained)
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys:
+            raise PoseDataError(f"{cfg.model.pretrained}: missing {len(result.missing_keys)} keys, e.g. {result.missing_keys[:3]}")
+    return model
+
+
+def load_split(cfg: Config, meta: KeypointMeta, split: str) -> CocoKeypoints:
+    ann = cfg.data.path(getattr(cfg.data, f"{split}_ann"))
+    images = cfg.data.path(getattr(cfg.data, f"{split}_images"))
+    return load_coco_instances(ann, images, meta)
+
+
+def build_dataset(cfg: Config, meta: KeypointMeta, data: CocoKeypoints, train: bool) -> TopDownDataset:
+    return TopDownDataset(
+        data.instances,
+        meta,
+        tuple(cfg.data.input_hw),
+        build_codec(cfg),
+        augment=cfg.augment if train else None,
+        bbox_padding=cfg.data.bbox_padding,
+        seed=cfg.train.seed,
+        use_joint_weights=cfg.loss.use_joint_weights,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Model weights from a checkpoint of ours or a raw state dict (tensors only, `weights_only`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PoseDataError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise PoseDataError(f"{path}: cannot read checkpoint: {e}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise PoseDataError(f"{path}: expected a state dict")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def save_checkpoint_atomic(obj: dict[str, Any], path: str | Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

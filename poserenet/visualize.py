@@ -1,0 +1,82 @@
+"""Drawing: skeletons on images, and a grid of predictions for a quick look."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .meta import KeypointMeta
+
+
+def limb_colors(n: int) -> list[tuple[int, int, int]]:
+    """n distinct RGB colours around the hue circle."""
+    hsv = np.stack([np.linspace(0, 179, n, endpoint=False), np.full(n, 230), np.full(n, 255)], -1).astype(np.uint8)
+    return [tuple(int(c) for c in rgb) for rgb in cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]]
+
+
+def draw_pose(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    meta: KeypointMeta,
+    scores: np.ndarray | None = None,
+    threshold: float = 0.2,
+    thickness: int = 2,
+    color: tuple[int, int, int] | None = None,
+) -> np.ndarray:
+    """Draw one person's skeleton (RGB image, keypoints [K, 2] or [K, 3]) in place and return it.
+
+    Joints with a score (or visibility) at or below `threshold` are left out; limbs take one
+    colour each, or `color` for all.
+    """
+    pts = np.asarray(keypoints, dtype=np.float64)
+    s = scores if scores is not None else (pts[:, 2] if pts.shape[1] > 2 else np.ones(len(pts)))
+    ok = np.isfinite(pts[:, :2]).all(1) & (np.asarray(s) > threshold)
+    colors = limb_colors(max(1, len(meta.skeleton)))
+    for (a, b), c in zip(meta.skeleton, colors):
+        if ok[a] and ok[b]:
+            cv2.line(image, _pt(pts[a]), _pt(pts[b]), color or c, thickness, cv2.LINE_AA)
+    for j in np.flatnonzero(ok):
+        cv2.circle(image, _pt(pts[j]), thickness + 1, color or (255, 255, 255), -1, cv2.LINE_AA)
+    return image
+
+
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    return int(round(float(p[0]))), int(round(float(p[1])))
+
+
+def prediction_grid(
+    images: Sequence[np.ndarray],
+    predictions: Sequence[list[tuple[np.ndarray, np.ndarray]]],
+    meta: KeypointMeta,
+    tile: int = 256,
+    cols: int = 4,
+    titles: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Tiles of images (RGB) with every predicted person (keypoints [K, 2], scores [K]) drawn."""
+    tiles = []
+    for i, (img, people) in enumerate(zip(images, predictions)):
+        canvas = img.copy()
+        thick = max(1, round(max(img.shape[:2]) / 200))
+        for kpts, scores in people:
+            draw_pose(canvas, kpts, meta, scores, thickness=thick)
+        f = tile / max(canvas.shape[:2])
+        canvas = cv2.resize(canvas, (round(canvas.shape[1] * f), round(canvas.shape[0] * f)), interpolation=cv2.INTER_AREA)
+        out = np.full((tile, tile, 3), 32, np.uint8)
+        out[: canvas.shape[0], : canvas.shape[1]] = canvas
+        if titles:
+            cv2.putText(out, titles[i], (4, tile - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(out)
+    while len(tiles) % cols:
+        tiles.append(np.full((tile, tile, 3), 32, np.uint8))
+    rows = [np.hstack(tiles[r : r + cols]) for r in range(0, len(tiles), cols)]
+    return np.vstack(rows)
+
+
+def save_rgb(path: str | Path, image: np.ndarray) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write image")

@@ -1,0 +1,118 @@
+"""End-to-end runs of the command line on tiny data (a few seconds each)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from poserenet.cli import main
+
+from conftest import shared
+
+TINY_MODEL = ["model.name=simplebaseline_r18", "model.kwargs={base_width: 8, deconv_channels: 16}"]
+
+
+def synth_overrides(root, out, epochs=2):
+    return [
+        f"data.root={root}", f"train.out_dir={out}", f"train.epochs={epochs}", "train.batch_size=8",
+        "data.num_workers=0", "eval.batch_size=16", "train.lr_steps=[100]", *TINY_MODEL,
+    ]  # fmt: skip
+
+
+def sets(overrides):
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def read_log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_train_resume_and_eval(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *sets(synth_overrides(tiny_synth, out))]) == 0
+    for name in ("config.yaml", "last.pth", "best.pth", "log.jsonl", "results_val.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.tmp"))
+    log = read_log(out)
+    assert [r["epoch"] for r in log] == [1, 2] and "val_AP" in log[-1]
+    results = json.loads((out / "results_val.json").read_text())
+    assert {"image_id", "category_id", "keypoints", "score"} <= set(results[0]) and len(results[0]["keypoints"]) == 51
+
+    # Resume: one more epoch on top of the two.
+    assert main(["train", "synth_r18slim_128x96_dark", "--quiet", "--resume", *sets(synth_overrides(tiny_synth, out, 3))]) == 0
+    assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]
+    assert "resumed from" in capsys.readouterr().out
+
+    # Evaluating the checkpoint gives the numbers the training run wrote.
+    metrics = json.loads((out / "metrics.json").read_text())
+    ev = tmp_path / "eval"
+    assert main(["eval", "synth_r18slim_128x96_dark", str(out / "last.pth"), "--out", str(ev), "--quiet",
+                 *sets(synth_overrides(tiny_synth, out))]) == 0
+    again = json.loads((ev / "metrics.json").read_text())
+    assert again["AP"] == pytest.approx(metrics["AP"]) and again["boxes"] == "ground truth"
+    printed = capsys.readouterr().out
+    assert "| AP " in printed and "ground-truth boxes" in printed
+
+
+def test_eval_refuses_a_checkpoint_for_another_keypoint_set(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *sets(synth_overrides(tiny_synth, out, 1))]) == 0
+    bad = synth_overrides(tiny_synth, out) + ["data.keypoints=lsp14"]
+    assert main(["eval", "synth_r18slim_128x96_dark", str(out / "last.pth"), *sets(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "last.pth: does not fit model simplebaseline_r18 with lsp14 keypoints" in err
+    assert "final_layer.weight: checkpoint (17, 16, 1, 1) vs model (14, 16, 1, 1)" in err
+
+
+def test_training_learns(tiny_synth, tmp_path):
+    """Without augmentation a small model fits its training people within seconds: the whole
+    path (crop, targets, loss, optimiser, decoding, image coordinates) has to be right."""
+    out = tmp_path / "run"
+    no_aug = ["augment.flip_prob=0", "augment.rotation_prob=0", "augment.scale_range=0", "augment.half_body_prob=0"]
+    train_as_val = ["data.val_ann=annotations/person_keypoints_train.json", "data.val_images=images/train"]
+    args = synth_overrides(tiny_synth, out, epochs=15) + no_aug + train_as_val + [
+        "train.lr=3e-3", "train.val_every=5", "codec.sigma=2.0", "model.kwargs={base_width: 16, deconv_channels: 32}"]
+    assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *sets(args)]) == 0
+    log = read_log(out)
+    pck = [r["val_PCK@0.2"] for r in log if "val_PCK@0.2" in r]
+    assert log[-1]["train_loss"] < 0.65 * log[0]["train_loss"]
+    assert pck[0] < pck[1] < pck[2] and pck[2] > 0.3  # measured: 0.09, 0.21, 0.42
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    run = tmp_path / "demo"
+    args = ["demo", "--data", str(tmp_path / "synth"), "--out", str(run), "--num-train", "12", "--num-val", "4",
+            "--epochs", "1", "--images", "4", "--quiet", *sets(TINY_MODEL + ["data.num_workers=0", "train.batch_size=8"])]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "generating synthetic data" in printed and "| untrained" in printed and "| trained 1 epochs" in printed
+    assert "| mean pose in each box" in printed
+    png = run / "predictions.png"
+    assert png.is_file() and png.stat().st_size > 10_000
+    assert main(args) == 0  # the second time the data is cached
+    assert "using cached synthetic data" in capsys.readouterr().out
+
+
+def test_lspet_trains_with_only_its_config(tmp_path):
+    """Real data, same code: only the config file (and a smaller subset for speed) differs."""
+    root = shared("lspet")
+    doc = json.loads((root / "lspet_train.json").read_text())
+    keep = {im["id"] for im in doc["images"][:16]}
+    doc["images"] = [im for im in doc["images"] if im["id"] in keep]
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in keep]
+    sub = tmp_path / "lspet_sub.json"
+    sub.write_text(json.dumps(doc))
+    out = tmp_path / "run"
+    args = [f"data.root={root}", f"data.train_ann={sub}", f"data.val_ann={sub}", f"train.out_dir={out}",
+            "train.epochs=1", "train.batch_size=8", "data.num_workers=0", *TINY_MODEL]
+    assert main(["train", "lspet_simplebaseline_r18_128x96", "--quiet", *sets(args)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "AP" in metrics and "PCK@0.2" in metrics
+    assert len(json.loads((out / "results_val.json").read_text())[0]["keypoints"]) == 14 * 3
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: no such config file" in capsys.readouterr().err
+    assert main(["train", "synth_r18slim_128x96_dark", "--set", f"data.root={tmp_path}"]) == 2
+    assert "annotation file not found" in capsys.readouterr().err
