@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .pipeline import build_meta, build_model, load_split, resolve_device
+    from .pipeline import build_meta, build_model, load_split, load_weights, resolve_device
     from .train import evaluate_model, load_checkpoint
 
     cfg = load_config(args.config, args.overrides)
@@ -50,34 +50,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     meta = build_meta(cfg)
     model = build_model(cfg, meta)
     ckpt = load_checkpoint(args.checkpoint)
-    _load_weights(model, ckpt["model"], args.checkpoint, cfg)
+    load_weights(model, ckpt["model"], f"{args.checkpoint}: does not fit model {cfg.model.name} with {cfg.data.keypoints} keypoints")
     device = resolve_device(cfg.train.device)
     data = load_split(cfg, meta, "val")
-    out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent
+    # Beside the checkpoint, in a folder of its own: the training run's own files stay as they are.
+    out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{Path(args.checkpoint).stem}"
     metrics = evaluate_model(model.to(device), cfg, meta, data, device=device, out_dir=out_dir, progress=not args.quiet)
     print(f"{cfg.data.path(cfg.data.val_ann)}: {len(data.instances)} people, ground-truth boxes, flip test {'on' if cfg.eval.flip_test else 'off'}")
     _print_table([{"run": f"{cfg.name} ({Path(args.checkpoint).name})", **metrics}], cfg)
     print(f"results: {out_dir / 'results_val.json'}  metrics: {out_dir / 'metrics.json'}")
     return 0
-
-
-def _load_weights(model: torch.nn.Module, state: dict[str, Any], path: str, cfg: Config) -> None:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append(f"{len(shapes)} mis-shaped ({'; '.join(shapes[:3])})")
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        raise PoseDataError(
-            f"{path}: does not fit model {cfg.model.name} with {cfg.data.keypoints} keypoints: " + ", ".join(parts)
-        )
-    model.load_state_dict(state)
 
 
 def _print_table(rows: list[dict[str, Any]], cfg: Config) -> None:
@@ -178,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation set")
     e.add_argument("config")
     e.add_argument("checkpoint")
-    e.add_argument("--out", help="where to write results_val.json and metrics.json (default: beside the checkpoint)")
+    e.add_argument("--out", help="where to write results_val.json and metrics.json (default: eval_<checkpoint name>/ beside it)")
     e.add_argument("--no-flip", action="store_true", help="no flip test")
     e.add_argument("--quiet", action="store_true")
     _add_overrides(e)

@@ -32,10 +32,30 @@ def build_model(cfg: Config, meta: KeypointMeta) -> nn.Module:
     model = create_model(cfg.model.name, num_keypoints=meta.num_keypoints, **cfg.model.kwargs)
     if cfg.model.pretrained:
         state = load_state_dict(cfg.model.pretrained)
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys:
-            raise PoseDataError(f"{cfg.model.pretrained}: missing {len(result.missing_keys)} keys, e.g. {result.missing_keys[:3]}")
+        load_weights(model, state, f"{cfg.model.pretrained}: does not fit model {cfg.model.name}")
     return model
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], context: str) -> None:
+    """Strict loading with one readable message listing mis-shaped, missing and unexpected keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = []
+    if shapes:
+        problems.append(f"{len(shapes)} mis-shaped ({'; '.join(shapes[:3])})")
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    if problems:
+        raise PoseDataError(f"{context}: " + ", ".join(problems))
+    model.load_state_dict(state)
 
 
 def load_split(cfg: Config, meta: KeypointMeta, split: str) -> CocoKeypoints:
