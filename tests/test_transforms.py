@@ -79,8 +79,8 @@ def test_flip_augmentation_swaps_left_and_right(image_file):
     plain = TopDownDataset([inst], COCO17, (256, 192), codec)[0]
     aug = AugmentConfig(flip_prob=1.0, scale_range=0.0, rotation=0.0, half_body_prob=0.0)
     flipped = TopDownDataset([inst], COCO17, (256, 192), codec, augment=aug)[0]
-    xy_p, _ = codec.decode(plain["target"][None])
-    xy_f, _ = codec.decode(flipped["target"][None])
+    xy_p = codec.decode(plain["target"][None])[0].numpy()
+    xy_f = codec.decode(flipped["target"][None])[0].numpy()
     # The left shoulder (5) of the flipped crop is the mirrored right shoulder (6), and so on.
     for a, b in COCO17.flip_pairs:
         for j, m in ((a, b), (b, a)):
