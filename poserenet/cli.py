@@ -190,13 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: Exception) -> str:
+    """The message itself, also for an error re-raised from a DataLoader worker (whose text
+    carries the worker's traceback)."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if last.startswith(("poserenet.", "FileNotFoundError")) else last
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (PoseDataError, ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -33,7 +33,7 @@ def coco_keypoint_ap(gt_file: str | Path, results: str | Path | list[dict], sigm
         raise PoseDataError("no predictions to evaluate (the results list is empty)")
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_file))
-        dt = gt.loadRes(results)
+        dt = gt.loadRes([dict(r) for r in results])  # loadRes adds keys to the dicts it is given
         ev = COCOeval(gt, dt, "keypoints")
         ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         ev.evaluate()

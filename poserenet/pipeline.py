@@ -11,6 +11,7 @@ from torch import nn
 
 from .codec import HeatmapCodec
 from .config import Config
+from .errors import ConfigError
 from .datasets import CocoKeypoints, TopDownDataset, load_coco_instances
 from .errors import PoseDataError
 from .meta import KeypointMeta, load_meta
@@ -24,7 +25,7 @@ def build_meta(cfg: Config) -> KeypointMeta:
 def build_codec(cfg: Config) -> HeatmapCodec:
     h, w = cfg.data.input_hw
     if h % cfg.codec.stride or w % cfg.codec.stride:
-        raise ValueError(f"input size {h}x{w} is not a multiple of the heatmap stride {cfg.codec.stride}")
+        raise ConfigError(f"input size {h}x{w} is not a multiple of the heatmap stride {cfg.codec.stride}")
     return HeatmapCodec(tuple(cfg.data.input_hw), cfg.heatmap_hw, cfg.codec.sigma, cfg.codec.dark)
 
 
@@ -56,6 +57,21 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], context: str)
     if problems:
         raise PoseDataError(f"{context}: " + ", ".join(problems))
     model.load_state_dict(state)
+
+
+def check_output_size(model: nn.Module, cfg: Config) -> None:
+    """One dummy forward pass: the model's heatmaps must have the codec's size."""
+    h, w = cfg.data.input_hw
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, h, w, device=next(model.parameters()).device))
+    model.train(was_training)
+    if tuple(out.shape[-2:]) != cfg.heatmap_hw:
+        raise ConfigError(
+            f"{cfg.model.name} turns a {h}x{w} input into {out.shape[-2]}x{out.shape[-1]} heatmaps, but the codec "
+            f"expects {cfg.heatmap_hw[0]}x{cfg.heatmap_hw[1]}; use an input size that is a multiple of 32"
+        )
 
 
 def load_split(cfg: Config, meta: KeypointMeta, split: str) -> CocoKeypoints:

@@ -250,8 +250,7 @@ def make_figure(rng: np.random.Generator, height_px: float, pelvis: np.ndarray) 
                 (*_ellipse(hand, (arm_r * 1.1, arm_r * 0.8), math.degrees(math.atan2(*(kp[w] - kp[e])[::-1]))), skin_t, base + 2)]  # fmt: skip
 
     def leg(s: int, k: int, a: int, base: int) -> list:
-        foot_dir = _rot(side, 0) * (1 if rng.random() < 0.5 else -1)
-        foot = kp[a] + foot_dir * leg_r * 1.1 - up * leg_r * 0.4
+        foot = kp[a] + side * leg_r * 1.1 * (1.0 if rng.random() < 0.5 else -1.0) - up * leg_r * 0.4
         return [(*_capsule(kp[s], kp[k], leg_r, leg_r * 0.8), pants, base),
                 (*_capsule(kp[k], kp[a], leg_r * 0.8, leg_r * 0.55), legs_lower, base + 1),
                 (*_capsule(kp[a], foot, leg_r * 0.55, leg_r * 0.5), shoes, base + 2)]  # fmt: skip
@@ -266,7 +265,7 @@ def make_figure(rng: np.random.Generator, height_px: float, pelvis: np.ndarray) 
     head_angle = math.degrees(math.atan2(h_side[1], h_side[0]))
     head: list = []
     facing = math.cos(head_yaw)
-    for ear, az in ((LEAR, 1.5), (REAR, -1.5)):
+    for ear in (LEAR, REAR):
         if depth[ear] > -0.3:
             head.append((*_ellipse(kp[ear], (rx * 0.22, ry * 0.3), head_angle), skin_t, HEAD))
     head.append((*_ellipse(head_c, (rx, ry), head_angle), hair if facing < -0.2 else skin_t, HEAD))

@@ -26,7 +26,16 @@ from .errors import PoseDataError
 from .evaluate import predict, score, to_coco_results, write_json_atomic
 from .loss import JointsMSELoss
 from .meta import KeypointMeta
-from .pipeline import build_codec, build_dataset, build_meta, build_model, load_split, resolve_device, save_checkpoint_atomic
+from .pipeline import (
+    build_codec,
+    build_dataset,
+    build_meta,
+    build_model,
+    check_output_size,
+    load_split,
+    resolve_device,
+    save_checkpoint_atomic,
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -111,6 +120,8 @@ def train(
     save_config(cfg, out_dir / "config.yaml")
 
     meta = build_meta(cfg)
+    model = build_model(cfg, meta).to(device)  # before the data: config mistakes surface at once
+    check_output_size(model, cfg)
     train_data = load_split(cfg, meta, "train")
     val_data = load_split(cfg, meta, "val")
     if not train_data.instances:
@@ -119,7 +130,6 @@ def train(
     val_ds = build_dataset(cfg, meta, val_data, train=False)
     log(f"data: {len(train_ds)} train people ({train_data.ann_file}), {len(val_ds)} val people ({val_data.ann_file})")
 
-    model = build_model(cfg, meta).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.train.lr_steps), cfg.train.lr_factor)
     criterion = JointsMSELoss()

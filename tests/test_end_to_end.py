@@ -36,7 +36,7 @@ def test_train_resume_and_eval(tiny_synth, tmp_path, capsys):
     log = read_log(out)
     assert [r["epoch"] for r in log] == [1, 2] and "val_AP" in log[-1]
     results = json.loads((out / "results_val.json").read_text())
-    assert {"image_id", "category_id", "keypoints", "score"} <= set(results[0]) and len(results[0]["keypoints"]) == 51
+    assert set(results[0]) == {"image_id", "category_id", "keypoints", "score"} and len(results[0]["keypoints"]) == 51
 
     # Resume: one more epoch on top of the two.
     assert main(["train", "synth_r18slim_128x96_dark", "--quiet", "--resume", *sets(synth_overrides(tiny_synth, out, 3))]) == 0
@@ -111,8 +111,26 @@ def test_lspet_trains_with_only_its_config(tmp_path):
     assert len(json.loads((out / "results_val.json").read_text())[0]["keypoints"]) == 14 * 3
 
 
+def test_unreadable_image_stops_training_with_its_name(tiny_synth, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "synth"
+    shutil.copytree(tiny_synth, root)
+    (root / "images" / "train" / "000003.jpg").write_bytes(b"truncated")
+    out = tmp_path / "run"
+    args = synth_overrides(root, out, 1) + ["data.num_workers=1"]
+    assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *sets(args)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("000003.jpg (image id 4): cannot be decoded as an image") and "Traceback" not in err
+    assert not (out / "last.pth").exists()
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml: no such config file" in capsys.readouterr().err
     assert main(["train", "synth_r18slim_128x96_dark", "--set", f"data.root={tmp_path}"]) == 2
     assert "annotation file not found" in capsys.readouterr().err
+    assert main(["train", "synth_r18slim_128x96_dark", "--set", "model.name=resnet9"]) == 2
+    assert "unknown model 'resnet9'" in capsys.readouterr().err
+    assert main(["train", "synth_r18slim_128x96_dark", "--set", "data.input_hw=[120, 96]"]) == 2
+    assert "into 32x24 heatmaps, but the codec expects 30x24; use an input size that is a multiple of 32" in capsys.readouterr().err

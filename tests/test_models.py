@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import poserenet
+from poserenet.errors import ConfigError
 from poserenet.loss import JointsMSELoss
 
 
@@ -27,7 +28,7 @@ def test_official_parameter_names_and_sizes():
 
 
 def test_factory_errors_and_options():
-    with pytest.raises(ValueError, match="unknown model 'resnet9'.*simplebaseline_r50"):
+    with pytest.raises(ConfigError, match="unknown model 'resnet9'.*simplebaseline_r50"):
         poserenet.create_model("resnet9")
     slim = poserenet.create_model("simplebaseline_r18", num_keypoints=5, base_width=16, deconv_channels=32)
     assert slim.final_layer.in_channels == 32 and slim.layer4[0].conv1.out_channels == 128

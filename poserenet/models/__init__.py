@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..errors import ConfigError
 from .simplebaseline import SimpleBaseline
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -22,8 +23,11 @@ def create_model(name: str, num_keypoints: int = 17, **kwargs: Any) -> nn.Module
     `deconv_channels`, `base_width`).
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_keypoints=num_keypoints, **kwargs)
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    try:
+        return MODELS[name](num_keypoints=num_keypoints, **kwargs)
+    except TypeError as e:  # a misspelt model.kwargs key
+        raise ConfigError(f"model {name!r}: {e}") from None
 
 
 def list_models() -> list[str]:
