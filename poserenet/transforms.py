@@ -78,8 +78,8 @@ class AugmentConfig:
     scale_range: float = 0.25  # scale factor uniform in [1 - r, 1 + r]
     rotation: float = 30.0  # degrees, uniform in [-r, r] ...
     rotation_prob: float = 0.6  # ... applied with this probability
-    shift: float = 0.0  # center shift, uniform in [-s, s] of the box size
-    shift_prob: float = 0.3
+    shift: float = 0.16  # center shift, uniform in [-s, s] of the box size ...
+    shift_prob: float = 0.3  # ... applied with this probability (mmpose's defaults)
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8  # only people with more labelled joints than this
 
