@@ -68,7 +68,8 @@ def test_training_learns(tiny_synth, tmp_path):
     """Without augmentation a small model fits its training people within seconds: the whole
     path (crop, targets, loss, optimiser, decoding, image coordinates) has to be right."""
     out = tmp_path / "run"
-    no_aug = ["augment.flip_prob=0", "augment.rotation_prob=0", "augment.scale_range=0", "augment.half_body_prob=0"]
+    no_aug = ["augment.flip_prob=0", "augment.rotation_prob=0", "augment.scale_range=0", "augment.half_body_prob=0",
+              "augment.shift=0"]
     train_as_val = ["data.val_ann=annotations/person_keypoints_train.json", "data.val_images=images/train"]
     args = synth_overrides(tiny_synth, out, epochs=15) + no_aug + train_as_val + [
         "train.lr=3e-3", "train.val_every=5", "codec.sigma=2.0", "model.kwargs={base_width: 16, deconv_channels: 32}"]

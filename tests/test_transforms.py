@@ -77,7 +77,7 @@ def test_flip_augmentation_swaps_left_and_right(image_file):
     inst = make_person(image_file)
     codec = HeatmapCodec((256, 192), (64, 48), sigma=2.0, dark=True)
     plain = TopDownDataset([inst], COCO17, (256, 192), codec)[0]
-    aug = AugmentConfig(flip_prob=1.0, scale_range=0.0, rotation=0.0, half_body_prob=0.0)
+    aug = AugmentConfig(flip_prob=1.0, scale_range=0.0, rotation=0.0, half_body_prob=0.0, shift=0.0)
     flipped = TopDownDataset([inst], COCO17, (256, 192), codec, augment=aug)[0]
     xy_p = codec.decode(plain["target"][None])[0].numpy()
     xy_f = codec.decode(flipped["target"][None])[0].numpy()
@@ -108,7 +108,7 @@ def test_augmentation_is_reproducible_and_in_range():
 
 
 def test_half_body_zooms_on_upper_or_lower_body():
-    cfg = AugmentConfig(half_body_prob=1.0, scale_range=0.0, rotation=0.0, flip_prob=0.0)
+    cfg = AugmentConfig(half_body_prob=1.0, scale_range=0.0, rotation=0.0, flip_prob=0.0, shift=0.0)
     kp = np.zeros((17, 3), np.float32)
     kp[:, 0] = 100
     kp[:, 1] = np.linspace(0, 160, 17)
