@@ -41,16 +41,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .pipeline import build_meta, build_model, load_split, load_weights, resolve_device
-    from .train import evaluate_model, load_checkpoint
+    from .checkpoint import load_weights, read_state_dict
+    from .pipeline import build_meta, build_model, load_split, resolve_device
+    from .train import evaluate_model
 
     cfg = load_config(args.config, args.overrides)
     if args.no_flip:
         cfg.eval.flip_test = False
     meta = build_meta(cfg)
     model = build_model(cfg, meta)
-    ckpt = load_checkpoint(args.checkpoint)
-    load_weights(model, ckpt["model"], f"{args.checkpoint}: does not fit model {cfg.model.name} with {cfg.data.keypoints} keypoints")
+    load_weights(model, read_state_dict(args.checkpoint), source=f"{args.checkpoint} ({cfg.model.name}, {cfg.data.keypoints})")
     device = resolve_device(cfg.train.device)
     data = load_split(cfg, meta, "val")
     # Beside the checkpoint, in a folder of its own: the training run's own files stay as they are.
@@ -68,6 +68,53 @@ def _print_table(rows: list[dict[str, Any]], cfg: Config) -> None:
     pck_key = f"PCK@{cfg.eval.pck_threshold:g}"
     cols = [c if c != "PCK@0.2" else pck_key for c in TABLE_COLUMNS]
     print(format_table(rows, cols))
+
+
+def cmd_complexity(args: argparse.Namespace) -> int:
+    """Params, GFLOPs (official HRNet counting) and true GMACs, with and without PoseReNet."""
+    from dataclasses import replace
+
+    from .complexity import measure
+    from .models import MODELS, PoseReNetConfig, create_model
+    from .pipeline import build_meta
+
+    rows = []
+    for spec in args.models:
+        if spec in MODELS:
+            name, kwargs, k, hw, plugin = spec, {}, 17, (256, 192), PoseReNetConfig(enabled=True)
+        else:
+            cfg = load_config(spec, args.overrides)
+            name, kwargs, hw = cfg.model.name, cfg.model.kwargs, tuple(cfg.data.input_hw)
+            k = build_meta(cfg).num_keypoints
+            plugin = replace(cfg.model.poserenet, enabled=True)
+        if args.input:
+            hw = _parse_hw(args.input)
+        for with_plugin in (False, True):
+            c = measure(create_model(name, k, poserenet=plugin if with_plugin else None, **kwargs), hw)
+            rows.append({
+                "model": name, "input": f"{hw[0]}x{hw[1]}", "poserenet": with_plugin,
+                "params_m": round(c.params_m, 3), "gflops": round(c.gflops, 3), "gmacs": round(c.gmacs, 3),
+            })  # fmt: skip
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    from .evaluate import format_table
+
+    shown = [{**r, "poserenet": "+" if r["poserenet"] else "-", "params_m": f"{r['params_m']:.2f}",
+              "gflops": f"{r['gflops']:.2f}", "gmacs": f"{r['gmacs']:.2f}"} for r in rows]  # fmt: skip
+    print(format_table(shown, ["model", "input", "poserenet", "params_m", "gflops", "gmacs"]))
+    print("gflops: multiply-adds / 1024^3 as the official HRNet code counts them (a transposed convolution "
+          "counted at every output pixel); gmacs: true multiply-adds / 1e9")  # fmt: skip
+    return 0
+
+
+def _parse_hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        return h, w
+    except ValueError:
+        raise ConfigError(f"--input {text}: expected HEIGHTxWIDTH, e.g. 256x192") from None
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
@@ -177,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     _add_overrides(d)
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("complexity", help="params and GFLOPs of models or configs, with and without PoseReNet")
+    c.add_argument("models", nargs="+", metavar="CONFIG_OR_MODEL_NAME")
+    c.add_argument("--input", help="input size HxW (default: the config's, or 256x192 for a model name)")
+    c.add_argument("--json", action="store_true", help="one JSON object per row")
+    _add_overrides(c)
+    c.set_defaults(func=cmd_complexity)
 
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="data_command", required=True)

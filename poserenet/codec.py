@@ -37,9 +37,12 @@ class HeatmapCodec:
         return (self.input_hw[1] / self.heatmap_hw[1], self.input_hw[0] / self.heatmap_hw[0])
 
     def at_resolution(self, scale: int) -> HeatmapCodec:
-        """The same codec with heatmaps `scale` times larger and sigma scaled with them."""
+        """The same codec with heatmaps `scale` times larger, sigma and DARK's kernel scaled with them."""
+        if scale == 1:
+            return self
         h, w = self.heatmap_hw
-        return HeatmapCodec(self.input_hw, (h * scale, w * scale), self.sigma * scale, self.dark, self.blur_kernel)
+        kernel = (self.blur_kernel // 2) * scale * 2 + 1
+        return HeatmapCodec(self.input_hw, (h * scale, w * scale), self.sigma * scale, self.dark, kernel)
 
     # ------------------------------------------------------------------ encode
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .models.plugin import PoseReNetConfig
 from .transforms import AugmentConfig
 
 
@@ -59,15 +60,21 @@ class CodecConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "simplebaseline_r50"
+    name: str = "simplebaseline_r50"  # see `poserenet.list_models()`
     # Extra constructor arguments, e.g. {deconv_channels: 64, base_width: 32} for SimpleBaseline.
     kwargs: dict[str, Any] = field(default_factory=dict)
+    poserenet: PoseReNetConfig = field(default_factory=PoseReNetConfig)
     pretrained: str = ""  # a local checkpoint to start from (nothing is downloaded)
+    pretrained_scope: str = "all"  # all: the whole model | backbone: an ImageNet trunk (classifier ignored)
+    skip_mismatched_head: bool = False  # fine-tune from a checkpoint of another keypoint count
 
 
 @dataclass
 class LossConfig:
     use_joint_weights: bool = False  # multiply target weights by the keypoint set's joint weights
+    # Weight of each supervised output by name (PoseReNet: heatmaps, lifted, backbone; hourglass:
+    # heatmaps, stack0, stack1, ...); names not listed weigh 1.
+    output_weights: dict[str, float] = field(default_factory=lambda: {"backbone": 0.0})
 
 
 @dataclass

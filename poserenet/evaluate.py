@@ -54,7 +54,7 @@ def predict(
         heatmaps = model(images)
         if flip_test:
             heatmaps = (heatmaps + flip_back(model(images.flip(-1)), flip_index)) * 0.5
-        xy, s = codec.decode(heatmaps.float().cpu())
+        xy, s = codec_for(codec, heatmaps).decode(heatmaps.float().cpu())
         xy = heatmap_to_image(xy.numpy(), batch["center"].numpy(), batch["scale"].numpy(), tuple(heatmaps.shape[-2:]))
         coords.append(xy)
         scores.append(s.numpy())
@@ -62,6 +62,12 @@ def predict(
     if not coords:
         return np.zeros((0, k, 2)), np.zeros((0, k))
     return np.concatenate(coords), np.concatenate(scores)
+
+
+def codec_for(codec: HeatmapCodec, heatmaps: torch.Tensor) -> HeatmapCodec:
+    """The codec matching the model's output resolution (e.g. PoseReNet's 2x lifted output)."""
+    scale = heatmaps.shape[-2] // codec.heatmap_hw[0]
+    return codec.at_resolution(scale) if scale > 1 else codec
 
 
 def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:

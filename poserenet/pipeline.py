@@ -1,19 +1,15 @@
-"""Assemble the stages from a Config: keypoint set, codec, model, datasets, checkpoints."""
+"""Assemble the stages from a Config: keypoint set, codecs, model, datasets."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from .checkpoint import load_weights, read_state_dict
 from .codec import HeatmapCodec
 from .config import Config
-from .errors import ConfigError
 from .datasets import CocoKeypoints, TopDownDataset, load_coco_instances
-from .errors import PoseDataError
+from .errors import ConfigError
 from .meta import KeypointMeta, load_meta
 from .models import create_model
 
@@ -23,54 +19,54 @@ def build_meta(cfg: Config) -> KeypointMeta:
 
 
 def build_codec(cfg: Config) -> HeatmapCodec:
+    """The codec of the backbone's heatmaps (1/stride of the input)."""
     h, w = cfg.data.input_hw
     if h % cfg.codec.stride or w % cfg.codec.stride:
         raise ConfigError(f"input size {h}x{w} is not a multiple of the heatmap stride {cfg.codec.stride}")
     return HeatmapCodec(tuple(cfg.data.input_hw), cfg.heatmap_hw, cfg.codec.sigma, cfg.codec.dark)
 
 
+def target_scales(cfg: Config) -> list[int]:
+    """Heatmap resolutions that get training targets: 1x, and 2x for PoseReNet's lifted outputs."""
+    p = cfg.model.poserenet
+    return [1, 2] if p.enabled and (p.lifting or p.aggregation == "lifted") else [1]
+
+
+def output_scale(cfg: Config) -> int:
+    """Resolution of the model's final heatmaps relative to the codec's."""
+    p = cfg.model.poserenet
+    return 2 if p.enabled and p.aggregation == "lifted" else 1
+
+
 def build_model(cfg: Config, meta: KeypointMeta) -> nn.Module:
-    model = create_model(cfg.model.name, num_keypoints=meta.num_keypoints, **cfg.model.kwargs)
+    if cfg.model.pretrained_scope not in ("all", "backbone"):
+        raise ConfigError(f"model.pretrained_scope must be 'all' or 'backbone', got {cfg.model.pretrained_scope!r}")
+    model = create_model(cfg.model.name, num_keypoints=meta.num_keypoints, poserenet=cfg.model.poserenet, **cfg.model.kwargs)
     if cfg.model.pretrained:
-        state = load_state_dict(cfg.model.pretrained)
-        load_weights(model, state, f"{cfg.model.pretrained}: does not fit model {cfg.model.name}")
+        load_weights(
+            model,
+            read_state_dict(cfg.model.pretrained),
+            source=cfg.model.pretrained,
+            skip_mismatched_head=cfg.model.skip_mismatched_head,
+            backbone_only=cfg.model.pretrained_scope == "backbone",
+        )
     return model
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], context: str) -> None:
-    """Strict loading with one readable message listing mis-shaped, missing and unexpected keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    problems = []
-    if shapes:
-        problems.append(f"{len(shapes)} mis-shaped ({'; '.join(shapes[:3])})")
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-    if problems:
-        raise PoseDataError(f"{context}: " + ", ".join(problems))
-    model.load_state_dict(state)
-
-
 def check_output_size(model: nn.Module, cfg: Config) -> None:
-    """One dummy forward pass: the model's heatmaps must have the codec's size."""
+    """One dummy forward pass: the model's final heatmaps must have the size the codec expects."""
     h, w = cfg.data.input_hw
     was_training = model.training
     model.eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 3, h, w, device=next(model.parameters()).device))
     model.train(was_training)
-    if tuple(out.shape[-2:]) != cfg.heatmap_hw:
+    s = output_scale(cfg)
+    want = (cfg.heatmap_hw[0] * s, cfg.heatmap_hw[1] * s)
+    if tuple(out.shape[-2:]) != want:
         raise ConfigError(
             f"{cfg.model.name} turns a {h}x{w} input into {out.shape[-2]}x{out.shape[-1]} heatmaps, but the codec "
-            f"expects {cfg.heatmap_hw[0]}x{cfg.heatmap_hw[1]}; use an input size that is a multiple of 32"
+            f"expects {want[0]}x{want[1]}; use an input size that is a multiple of 32 (64 for hourglasses)"
         )
 
 
@@ -81,11 +77,12 @@ def load_split(cfg: Config, meta: KeypointMeta, split: str) -> CocoKeypoints:
 
 
 def build_dataset(cfg: Config, meta: KeypointMeta, data: CocoKeypoints, train: bool) -> TopDownDataset:
+    codec = build_codec(cfg)
     return TopDownDataset(
         data.instances,
         meta,
         tuple(cfg.data.input_hw),
-        build_codec(cfg),
+        [codec.at_resolution(s) for s in target_scales(cfg)] if train else [codec],
         augment=cfg.augment if train else None,
         bbox_padding=cfg.data.bbox_padding,
         seed=cfg.train.seed,
@@ -97,30 +94,3 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Model weights from a checkpoint of ours or a raw state dict (tensors only, `weights_only`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PoseDataError(f"{path}: checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise PoseDataError(f"{path}: cannot read checkpoint: {e}") from None
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise PoseDataError(f"{path}: expected a state dict")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def save_checkpoint_atomic(obj: dict[str, Any], path: str | Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)

@@ -20,22 +20,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .checkpoint import read_training_checkpoint, save_atomic
 from .config import Config, save_config
 from .datasets import CocoKeypoints, TopDownDataset
 from .errors import PoseDataError
 from .evaluate import predict, score, to_coco_results, write_json_atomic
 from .loss import JointsMSELoss
 from .meta import KeypointMeta
-from .pipeline import (
-    build_codec,
-    build_dataset,
-    build_meta,
-    build_model,
-    check_output_size,
-    load_split,
-    resolve_device,
-    save_checkpoint_atomic,
-)
+from .pipeline import build_codec, build_dataset, build_meta, build_model, check_output_size, load_split, resolve_device
 
 
 def seed_everything(seed: int) -> None:
@@ -68,6 +60,34 @@ def evaluate_model(
     return metrics
 
 
+def supervised_loss(
+    outputs: torch.Tensor | dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    criterion: nn.Module,
+    output_weights: dict[str, float],
+    device: torch.device,
+) -> torch.Tensor:
+    """Sum of the weighted losses of every supervised output, each against the target of its
+    resolution (the batch holds `target`, `target_1`, ... at 1x, 2x, ...)."""
+    if not isinstance(outputs, dict):
+        outputs = {"heatmaps": outputs}
+    targets = {}
+    for key in batch:
+        if key.startswith("target") and not key.startswith("target_weight"):
+            t = batch[key]
+            targets[tuple(t.shape[-2:])] = (t, batch[key.replace("target", "target_weight", 1)])
+    total = torch.zeros((), device=device)
+    for name, pred in outputs.items():
+        w = output_weights.get(name, 1.0)
+        if w == 0:
+            continue
+        if tuple(pred.shape[-2:]) not in targets:
+            raise ValueError(f"output {name!r} has {tuple(pred.shape[-2:])} heatmaps; targets exist for {sorted(targets)}")
+        t, tw = targets[tuple(pred.shape[-2:])]
+        total = total + w * criterion(pred, t.to(device, non_blocking=True), tw.to(device, non_blocking=True))
+    return total
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -75,6 +95,7 @@ def train_one_epoch(
     criterion: nn.Module,
     device: torch.device,
     desc: str,
+    output_weights: dict[str, float],
     progress: bool = True,
 ) -> dict[str, float]:
     model.train()
@@ -82,9 +103,7 @@ def train_one_epoch(
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch")
     for batch in bar:
         images = batch["image"].to(device, non_blocking=True)
-        target = batch["target"].to(device, non_blocking=True)
-        weight = batch["target_weight"].to(device, non_blocking=True)
-        loss = criterion(model(images), target, weight)
+        loss = supervised_loss(model(images), batch, criterion, output_weights, device)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower train.lr or check the data")
         optimizer.zero_grad(set_to_none=True)
@@ -135,7 +154,7 @@ def train(
     criterion = JointsMSELoss()
     start_epoch, best_ap, metrics = 0, -math.inf, {}
     if resume:
-        ckpt = load_checkpoint(resume)
+        ckpt = read_training_checkpoint(resume)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -161,7 +180,8 @@ def train(
             drop_last=len(train_ds) > cfg.train.batch_size,
         )
         lr = optimizer.param_groups[0]["lr"]
-        stats = train_one_epoch(model, loader, optimizer, criterion, device, f"epoch {epoch + 1}/{cfg.train.epochs}", progress)
+        desc = f"epoch {epoch + 1}/{cfg.train.epochs}"
+        stats = train_one_epoch(model, loader, optimizer, criterion, device, desc, cfg.loss.output_weights, progress)
         scheduler.step()
         last = epoch + 1 == cfg.train.epochs
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in stats.items()}}
@@ -184,22 +204,9 @@ def train(
         }
         if evaluated and metrics["AP"] > best_ap:
             best_ap = ckpt["best_ap"] = metrics["AP"]
-            save_checkpoint_atomic(ckpt, out_dir / "best.pth")
-        save_checkpoint_atomic(ckpt, out_dir / "last.pth")
+            save_atomic(ckpt, out_dir / "best.pth")
+        save_atomic(ckpt, out_dir / "last.pth")
         with open(out_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         log(msg)
     return metrics
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise PoseDataError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: torch raises several types
-        raise PoseDataError(f"{path}: cannot read checkpoint: {e}") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
-        raise PoseDataError(f"{path}: not a poserenet training checkpoint (no 'model'/'epoch')")
-    return ckpt

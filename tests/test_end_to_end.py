@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from poserenet.cli import main
 
@@ -60,8 +61,18 @@ def test_eval_refuses_a_checkpoint_for_another_keypoint_set(tiny_synth, tmp_path
     bad = synth_overrides(tiny_synth, out) + ["data.keypoints=lsp14"]
     assert main(["eval", "synth_r18slim_128x96_dark", str(out / "last.pth"), *sets(bad)]) == 2
     err = capsys.readouterr().err
-    assert "last.pth: does not fit model simplebaseline_r18 with lsp14 keypoints" in err
+    assert "last.pth (simplebaseline_r18, lsp14): does not fit SimpleBaseline" in err
+    assert "the checkpoint predicts 17 keypoints, the model 14" in err
     assert "final_layer.weight: checkpoint (17, 16, 1, 1) vs model (14, 16, 1, 1)" in err
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "gate", "lifted", "fusion"])
+def test_poserenet_trains_and_evaluates(tiny_synth, tmp_path, aggregation):
+    out = tmp_path / "run"
+    args = synth_overrides(tiny_synth, out, 1) + ["model.poserenet.enabled=true", f"model.poserenet.aggregation={aggregation}"]
+    assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *sets(args)]) == 0
+    assert 0 <= json.loads((out / "metrics.json").read_text())["AP"] <= 1
+    assert any(k.startswith("refine.") for k in torch.load(out / "last.pth", weights_only=True)["model"])
 
 
 def test_training_learns(tiny_synth, tmp_path):
