@@ -110,6 +110,9 @@ def load_weights(
     elif isinstance(model, PoseReNet):
         head = head[:-1]  # refine.* is in the checkpoint: it must match
 
+    if backbone_only:  # a classifier's own head (e.g. HRNet's 1x1 "final_layer") is not ours
+        report.ignored = [k for k in state if k.startswith(not_imagenet)]
+        state = {k: v for k, v in state.items() if not k.startswith(not_imagenet)}
     missing = [k for k in own if k not in state and k not in report.initialised]
     unexpected = [k for k in state if k not in own]
     shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
@@ -117,7 +120,7 @@ def load_weights(
         report.skipped_head = [k for k in shapes if k.startswith(head)]
         shapes = [k for k in shapes if k not in report.skipped_head]
     if backbone_only:
-        report.ignored = unexpected
+        report.ignored += unexpected
         unexpected = []
         report.initialised += [k for k in missing if k.startswith(not_imagenet)]
         missing = [k for k in missing if not k.startswith(not_imagenet)]

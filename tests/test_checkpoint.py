@@ -69,6 +69,20 @@ def test_imagenet_trunk_loads_with_its_classifier_ignored():
         load_weights(model, imagenet, "resnet50.pth", backbone_only=True)
 
 
+def test_hrnet_imagenet_checkpoint_loads_its_trunk():
+    """HRNet's ImageNet release has classification extras, a multi-scale last module and a
+    'final_layer' of another shape: only the trunk is taken."""
+    model = create_model("hrnet_w32", 17, modules_per_stage=(1, 1, 1), num_blocks=1)
+    trunk = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("final_layer.")}
+    imagenet = {**trunk, "incre_modules.0.0.conv1.weight": torch.zeros(32, 32, 1, 1),
+                "stage4.0.fuse_layers.1.0.0.0.weight": torch.zeros(64, 32, 3, 3),
+                "final_layer.0.weight": torch.zeros(2048, 1024, 1, 1), "classifier.weight": torch.zeros(1000, 2048)}
+    report = load_weights(model, imagenet, "hrnetv2_w32_imagenet.pth", backbone_only=True)
+    assert sorted(report.ignored) == sorted(["final_layer.0.weight", "incre_modules.0.0.conv1.weight",
+                                             "stage4.0.fuse_layers.1.0.0.0.weight", "classifier.weight"])
+    assert report.initialised == ["final_layer.weight", "final_layer.bias"] and report.loaded == len(trunk)
+
+
 def test_backbone_checkpoint_loads_into_a_poserenet_model():
     base = create_model("simplebaseline_r18", 5, deconv_channels=16)
     boosted = create_model("simplebaseline_r18", 5, deconv_channels=16, poserenet=True)
