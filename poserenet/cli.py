@@ -41,13 +41,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint (ours, or an official state dict) on the config's validation set or
+    on any COCO-style file, with ground-truth or detector boxes."""
     from .checkpoint import load_weights, read_state_dict
+    from .evaluate import evaluate_model, write_json_atomic
     from .pipeline import build_meta, build_model, load_split, resolve_device
-    from .train import evaluate_model
 
-    cfg = load_config(args.config, args.overrides)
-    if args.no_flip:
-        cfg.eval.flip_test = False
+    overrides = list(args.overrides)
+    if args.ann:
+        overrides += [f"data.val_ann={Path(args.ann).resolve()}"]
+    if args.images:
+        overrides += [f"data.val_images={Path(args.images).resolve()}"]
+    if args.det_boxes:
+        overrides += ["eval.boxes=detections", f"eval.det_file={Path(args.det_boxes).resolve()}"]
+    if args.gt_boxes:
+        overrides += ["eval.boxes=ground_truth"]
+    if args.flip is not None:
+        overrides += [f"eval.flip_test={str(args.flip).lower()}"]
+    if args.backend:
+        overrides += [f"eval.backend={args.backend}"]
+    cfg = load_config(args.config, overrides)
     meta = build_meta(cfg)
     model = build_model(cfg, meta)
     load_weights(model, read_state_dict(args.checkpoint), source=f"{args.checkpoint} ({cfg.model.name}, {cfg.data.keypoints})")
@@ -56,10 +69,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # Beside the checkpoint, in a folder of its own: the training run's own files stay as they are.
     out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{Path(args.checkpoint).stem}"
     metrics = evaluate_model(model.to(device), cfg, meta, data, device=device, out_dir=out_dir, progress=not args.quiet)
-    print(f"{cfg.data.path(cfg.data.val_ann)}: {len(data.instances)} people, ground-truth boxes, flip test {'on' if cfg.eval.flip_test else 'off'}")
+    if args.json:
+        write_json_atomic(args.json, metrics)
+    print(f"{data.ann_file}: {len(data.instances)} people in {data.num_images} images")
+    print(f"boxes: {metrics['boxes']}; flip test {'on' if cfg.eval.flip_test else 'off'}; NMS {cfg.eval.nms}")
     _print_table([{"run": f"{cfg.name} ({Path(args.checkpoint).name})", **metrics}], cfg)
-    print(f"results: {out_dir / 'results_val.json'}  metrics: {out_dir / 'metrics.json'}")
+    _print_pckh([{"run": cfg.name, **metrics}])
+    print(f"results: {out_dir / 'results_val.json'}  metrics: {args.json or out_dir / 'metrics.json'}")
     return 0
+
+
+def _print_pckh(rows: list[dict[str, Any]]) -> None:
+    """The MPII table (paper, Table III), when the rows have PCKh."""
+    from .evaluate import format_table
+    from .metrics import MPII_GROUPS
+
+    cols = [*MPII_GROUPS, "Mean", "Mean@0.1"]
+    rows = [{"run": r["run"], **{c: r[f"PCKh {c}"] for c in cols}} for r in rows if "PCKh Mean" in r]
+    if rows:
+        print("\nPCKh@0.5 (Mean@0.1: PCKh@0.1)")
+        print(format_table(rows, ["run", *cols]))
 
 
 def _print_table(rows: list[dict[str, Any]], cfg: Config) -> None:
@@ -68,6 +97,113 @@ def _print_table(rows: list[dict[str, Any]], cfg: Config) -> None:
     pck_key = f"PCK@{cfg.eval.pck_threshold:g}"
     cols = [c if c != "PCK@0.2" else pck_key for c in TABLE_COLUMNS]
     print(format_table(rows, cols))
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Score an existing COCO keypoint results file (from any framework) against ground truth."""
+    from dataclasses import replace
+
+    from .evaluate import format_table
+    from .meta import DEFAULT_SIGMA, load_meta, meta_from_coco
+    from .metrics import check_results, coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, read_json, torso_size
+
+    gt = read_json(args.gt, "ground-truth file")
+    meta = load_meta(args.keypoints) if args.keypoints else meta_from_coco(gt, args.gt)
+    notes = []
+    if args.sigmas:
+        try:
+            sigmas = tuple(float(v) for v in args.sigmas.replace(",", " ").split())
+        except ValueError:
+            raise ConfigError(f"--sigmas {args.sigmas}: expected numbers separated by commas") from None
+        if len(sigmas) != meta.num_keypoints:
+            raise ConfigError(f"--sigmas: {len(sigmas)} values for {meta.num_keypoints} keypoints")
+        meta = replace(meta, sigmas=sigmas)
+    elif meta.sigmas == (DEFAULT_SIGMA,) * meta.num_keypoints:
+        notes.append(f"OKS sigmas unknown for {meta.name!r}: {DEFAULT_SIGMA} for every keypoint (give --sigmas)")
+    results = check_results(read_json(args.results, "results file"), gt, meta.num_keypoints, args.results)
+    row: dict[str, Any] = {"run": Path(args.results).name}
+    if args.metric == "coco":
+        row.update(coco_keypoint_ap(args.gt, results, meta.sigmas, args.backend))
+        cols = ["run", "AP", "AP50", "AP75", "APM", "APL", "AR"]
+    else:
+        people, pred = match_to_ground_truth(gt, results, meta.sigmas)
+        kp = np.array([np.asarray(p["keypoints"], np.float64).reshape(-1, 3) for p in people]).reshape(-1, meta.num_keypoints, 3)
+        if args.metric == "pck":
+            if meta.torso:
+                norm, unit = torso_size(kp, meta.torso), "torso"
+            else:
+                norm, unit = np.array([max(p["bbox"][2], p["bbox"][3]) for p in people], np.float64), "longer box side"
+            key = f"PCK@{args.threshold:g}"
+            row[key], per_joint, n = pck(pred, kp, norm, args.threshold)
+            notes.append(f"{key}: {n} labelled joints of {len(people)} people, normalised by the {unit}")
+            cols = ["run", key]
+        else:  # pckh
+            missing = [p.get("id") for p in people if "head_box" not in p]
+            if missing:
+                raise PoseDataError(f"{args.gt}: PCKh needs a 'head_box' per person ({len(missing)} have none; "
+                                    "convert MPII annotations with `poserenet data convert mpii` and its gt .mat)")  # fmt: skip
+            hb = np.array([p["head_box"] for p in people], np.float64)
+            head = 0.6 * np.hypot(hb[:, 2] - hb[:, 0], hb[:, 3] - hb[:, 1])
+            table = mpii_pckh_table(pred, kp[..., :2], kp[..., 2] > 0, head, meta.keypoints)
+            row.update({k: v / 100 for k, v in table.items()})
+            cols = ["run", *table]
+    if args.json:
+        print(json.dumps({k: v for k, v in row.items() if k != "run"}))
+    else:
+        print(format_table([row], cols))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+BACKBONE_NAMES = {"simplebaseline": "SimpleBaseline", "hrnet": "HRNet", "hourglass": "Hourglass"}
+
+
+def _backbone_label(cfg: Config) -> str:
+    family, _, variant = cfg.model.name.partition("_")
+    label = f"{BACKBONE_NAMES.get(family, family)}-{variant.upper() if family != 'hourglass' else variant + ' stacks'}"
+    return label + ("+Dark" if cfg.codec.dark else "")
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    """A Markdown table like the paper's Table I (and Table III for PCKh) from evaluated runs."""
+    from .complexity import measure
+    from .evaluate import format_table
+    from .metrics import MPII_GROUPS
+    from .models import create_model
+    from .pipeline import build_meta
+
+    rows, pckh_rows, boxes = [], [], set()
+    for run in args.runs:
+        run = Path(run)
+        metrics_file = run / "metrics.json"
+        if not metrics_file.is_file():
+            evals = sorted(run.glob("eval_*/metrics.json"), key=lambda p: p.stat().st_mtime)
+            if not evals:
+                raise PoseDataError(f"{run}: no metrics.json (train or `poserenet eval` the run first)")
+            metrics_file = evals[-1]
+        cfg_file = next((p for p in (run / "config.yaml", run.parent / "config.yaml") if p.is_file()), None)
+        if cfg_file is None:
+            raise PoseDataError(f"{run}: no config.yaml beside its metrics")
+        cfg = load_config(cfg_file)
+        metrics = json.loads(metrics_file.read_text())
+        boxes.add(str(metrics.get("boxes", "?")).split(" (")[0])
+        cost = measure(create_model(cfg.model.name, build_meta(cfg).num_keypoints, poserenet=cfg.model.poserenet, **cfg.model.kwargs), tuple(cfg.data.input_hw))
+        row = {
+            "PoseReNet": "+" if cfg.model.poserenet.enabled else "-", "Backbone": _backbone_label(cfg),
+            "Input size": f"{cfg.data.input_hw[0]}x{cfg.data.input_hw[1]}", "#Params(M)": f"{cost.params_m:.1f}",
+            "GFLOPs": f"{cost.gflops:.1f}", **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APM", "APL", "AR") if k in metrics},
+        }  # fmt: skip
+        rows.append(row)
+        if "PCKh Mean" in metrics:
+            name = ("Ours (" if cfg.model.poserenet.enabled else "") + _backbone_label(cfg) + ("+PoseReNet)" if cfg.model.poserenet.enabled else "")
+            pckh_rows.append({"Method": name, **{c: metrics[f"PCKh {c}"] for c in [*MPII_GROUPS, "Mean"]}})
+    rows.sort(key=lambda r: (r["Backbone"], r["Input size"], r["PoseReNet"]))
+    print(format_table(rows, ["PoseReNet", "Backbone", "Input size", "#Params(M)", "GFLOPs", "AP", "AP50", "AP75", "APM", "APL", "AR"]))
+    print(f"\nPerson boxes: {', '.join(sorted(boxes))}. GFLOPs counted as the official HRNet code does.")
+    if pckh_rows:
+        print("\nPCKh@0.5\n" + format_table(pckh_rows, ["Method", *MPII_GROUPS, "Mean"]))
+    return 0
 
 
 def cmd_complexity(args: argparse.Namespace) -> int:
@@ -126,12 +262,41 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from .convert import lsp_to_coco, mpii_to_coco
+    from .evaluate import write_json_atomic
+
+    if args.format == "mpii":
+        doc = mpii_to_coco(args.input, args.images, args.gt_mat)
+    else:
+        if not args.images:
+            raise ConfigError("data convert lsp needs --images (boxes are clipped to the image size)")
+        doc = lsp_to_coco(args.input, args.images, args.name_format)
+    write_json_atomic(args.out, doc)
+    heads = sum("head_box" in a for a in doc["annotations"])
+    print(f"{args.out}: {len(doc['annotations'])} people in {len(doc['images'])} images"
+          + (f", {heads} with head boxes" if heads else ""))  # fmt: skip
+    return 0
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from .download import fetch
+
+    root = fetch(args.dataset, args.root, args.parts, args.mirror, progress=not args.quiet, keep_archives=args.keep_archives)
+    if args.dataset == "coco":
+        print(f"done: {root}. For the detector boxes of published COCO results, put "
+              "COCO_val2017_detections_AP_H_56_person.json (from the HRNet release) in "
+              f"{root / 'person_detection_results'}/")  # fmt: skip
+    else:
+        print(f"done: {root}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic data (cached) -> train a small model for a few minutes -> evaluate -> PNG."""
-    from .evaluate import mean_pose_baseline, score, to_coco_results
-    from .pipeline import load_split
+    from .evaluate import evaluate_model, mean_pose_baseline, score, to_coco_results
     from .synth import generate, is_generated
-    from .train import evaluate_model, train
+    from .train import train
 
     overrides = [f"data.root={args.data}", f"train.out_dir={args.out}"] + args.overrides
     if args.epochs:
@@ -149,9 +314,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     def score_baselines(model: torch.nn.Module, ctx: dict[str, Any]) -> None:
         meta, val = ctx["meta"], ctx["val_data"]
-        before.update(evaluate_model(model, cfg, meta, val, ctx["val_ds"], ctx["device"], progress=False))
-        coords, scores = mean_pose_baseline(load_split(cfg, meta, "train"), val)
-        baseline.update(score(val, meta, coords, scores, to_coco_results(val, coords, scores), cfg.eval.pck_threshold))
+        before.update(evaluate_model(model, cfg, meta, val, ctx["device"], progress=False))
+        coords, scores = mean_pose_baseline(ctx["train_data"], val)
+        results = to_coco_results(val.instances, coords, scores, meta, tuple(cfg.data.input_hw), nms="none")
+        baseline.update(score(val, meta, results, coords, cfg.eval.pck_threshold))
         print(f"untrained model: val AP {100 * before['AP']:.1f}; mean pose in each box: val AP {100 * baseline['AP']:.1f}")
 
     t_train = time.perf_counter()
@@ -204,11 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation set")
+    e = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation set or any COCO-style file")
     e.add_argument("config")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", help="a training checkpoint or a state dict (e.g. an official release)")
+    e.add_argument("--ann", help="a COCO-style keypoint file to evaluate on instead of the config's val set")
+    e.add_argument("--images", help="the image folder of --ann")
+    boxes = e.add_mutually_exclusive_group()
+    boxes.add_argument("--det-boxes", metavar="FILE", help="crop the people of a COCO detection-results file")
+    boxes.add_argument("--gt-boxes", action="store_true", help="crop the annotated boxes")
+    e.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (default: the config's)")
+    e.add_argument("--backend", choices=["pycocotools", "faster-coco-eval"], help="COCO evaluation backend")
+    e.add_argument("--json", metavar="OUT", help="also write the metrics JSON here")
     e.add_argument("--out", help="where to write results_val.json and metrics.json (default: eval_<checkpoint name>/ beside it)")
-    e.add_argument("--no-flip", action="store_true", help="no flip test")
     e.add_argument("--quiet", action="store_true")
     _add_overrides(e)
     e.set_defaults(func=cmd_eval)
@@ -224,6 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     _add_overrides(d)
     d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("metrics", help="score an existing COCO keypoint results file")
+    m.add_argument("gt", metavar="GT_JSON")
+    m.add_argument("results", metavar="RESULTS_JSON")
+    m.add_argument("--metric", choices=["coco", "pck", "pckh"], default="coco",
+                   help="coco: OKS AP/AR; pck: PCK with predictions matched to people by OKS; pckh: MPII's PCKh")
+    m.add_argument("--keypoints", help="keypoint set (built-in name or file); default: from the GT categories")
+    m.add_argument("--sigmas", help="OKS sigmas, comma-separated (default: the keypoint set's)")
+    m.add_argument("--threshold", type=float, default=0.2, help="PCK threshold (default 0.2)")
+    m.add_argument("--backend", choices=["pycocotools", "faster-coco-eval"], default="pycocotools")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.set_defaults(func=cmd_metrics)
+
+    t = sub.add_parser("table", help="a paper-style Markdown table from evaluated run directories")
+    t.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    t.set_defaults(func=cmd_table)
 
     c = sub.add_parser("complexity", help="params and GFLOPs of models or configs, with and without PoseReNet")
     c.add_argument("models", nargs="+", metavar="CONFIG_OR_MODEL_NAME")
@@ -241,6 +430,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_data_synth)
+    cv = dsub.add_parser("convert", help="MPII json/.mat or LSP joints.mat -> COCO-style keypoints")
+    cv.add_argument("format", choices=["mpii", "lsp"])
+    cv.add_argument("input", help="mpii: the json list (train.json, valid.json); lsp: joints.mat (LSP or LSPET)")
+    cv.add_argument("--out", required=True, help="the COCO-style file to write")
+    cv.add_argument("--images", help="image folder (mpii: optional, adds image sizes; lsp: required)")
+    cv.add_argument("--gt-mat", help="mpii: the evaluation ground truth (gt_valid.mat) whose head boxes PCKh needs")
+    cv.add_argument("--name-format", help="lsp: image file names (default im0001.jpg for LSP, im00001.jpg for LSPET)")
+    cv.set_defaults(func=cmd_data_convert)
+    dl = dsub.add_parser("download", help="official COCO/MPII archives: progress, resume, checksums, unpacked for the configs")
+    dl.add_argument("dataset", choices=["coco", "mpii"])
+    dl.add_argument("--root", required=True, help="where to put the dataset (e.g. data/coco)")
+    dl.add_argument("--parts", nargs="+", help="coco: annotations val train; mpii: annotations images (default: all)")
+    dl.add_argument("--mirror", help="fetch every archive from MIRROR/<file name> instead of its official address")
+    dl.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives after unpacking")
+    dl.add_argument("--quiet", action="store_true")
+    dl.set_defaults(func=cmd_data_download)
     return p
 
 

@@ -94,10 +94,18 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    # Which person boxes are cropped: "detections" (a COCO detection-results file, the protocol
+    # of published COCO numbers) or "ground_truth". Every report says which was used.
+    boxes: str = "detections"
+    det_file: str = ""  # relative to data.root (unless absolute)
+    det_score_threshold: float = 0.0
     flip_test: bool = True
     batch_size: int = 64
-    pck_threshold: float = 0.2
     rescore_threshold: float = 0.2  # pose score = box score x mean of keypoint scores above this
+    nms: str = "oks"  # per-image OKS NMS: oks | soft | none
+    nms_threshold: float = 0.9
+    pck_threshold: float = 0.2
+    backend: str = "pycocotools"  # or faster-coco-eval (same numbers, faster)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from .codec import HeatmapCodec
 from .errors import PoseDataError
 from .meta import KeypointMeta
+from .metrics import HEAD_SIZE_FACTOR
 from .transforms import AugmentConfig, affine_matrix, apply_affine, box_to_center_scale, sample_augmentation, warp
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Instance:
     area: float
     ann_id: int = -1
     score: float = 1.0  # box confidence (1 for ground-truth boxes)
+    head_size: float = float("nan")  # MPII: 0.6 x head box diagonal, the PCKh unit
 
 
 @dataclass
@@ -60,8 +62,12 @@ class CocoKeypoints:
     image_dir: str
     instances: list[Instance]
     skipped: Counter
-    num_images: int
+    image_paths: dict[int, str]  # every image of the file, by id
     category_id: int = 1  # the keypoint category's id, used in results files
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_paths)
 
 
 def _load_json(path: Path) -> Any:
@@ -146,15 +152,27 @@ def load_coco_instances(
         if not (kpts[:, 2] > 0).any():
             skipped["no labelled keypoints"] += 1
             continue
-        # Clip the box to the image as the official HRNet reader does.
-        x1, y1 = max(0.0, bbox[0]), max(0.0, bbox[1])
-        x2, y2 = bbox[0] + max(0.0, bbox[2] - 1), bbox[1] + max(0.0, bbox[3] - 1)
-        if "width" in img and "height" in img:
-            x2, y2 = min(img["width"] - 1.0, x2), min(img["height"] - 1.0, y2)
+        if "center" in ann and "scale" in ann:
+            # MPII (see convert.py): the crop is the square of side 200 x scale around the center,
+            # not clipped to the image, exactly as the reference MPII readers crop.
+            c = _as_floats(ann["center"], 2, "center", where)
+            side = 200.0 * float(_as_floats(ann["scale"], 1, "scale", where)[0])
+            bbox = np.array([c[0] - side / 2, c[1] - side / 2, side, side])
+            x1, y1, x2, y2 = bbox[0], bbox[1], bbox[0] + side, bbox[1] + side
+        else:
+            # Clip the box to the image as the official HRNet reader does.
+            x1, y1 = max(0.0, bbox[0]), max(0.0, bbox[1])
+            x2, y2 = bbox[0] + max(0.0, bbox[2] - 1), bbox[1] + max(0.0, bbox[3] - 1)
+            if "width" in img and "height" in img:
+                x2, y2 = min(img["width"] - 1.0, x2), min(img["height"] - 1.0, y2)
         area = float(_as_floats(ann.get("area", bbox[2] * bbox[3]), 1, "area", where)[0])
         if x2 < x1 or y2 < y1 or bbox[2] * bbox[3] <= 0:
             skipped["empty box"] += 1
             continue
+        head_size = float("nan")
+        if "head_box" in ann:  # MPII, as written by `poserenet data convert`
+            hb = _as_floats(ann["head_box"], 4, "head_box", where)
+            head_size = HEAD_SIZE_FACTOR * float(np.hypot(hb[2] - hb[0], hb[3] - hb[1]))
         instances.append(
             Instance(
                 image_id=img["id"],
@@ -163,6 +181,7 @@ def load_coco_instances(
                 keypoints=kpts,
                 area=area,
                 ann_id=ann.get("id", i),
+                head_size=head_size,
             )
         )
 
@@ -174,7 +193,52 @@ def load_coco_instances(
             raise PoseDataError(f"{ann_path}: {len(missing)} image file(s) not found: {shown}{more}")
     if skipped.get("empty box"):
         log.warning("%s: skipped %d people with an empty box", ann_path, skipped["empty box"])
-    return CocoKeypoints(str(ann_path), str(image_dir), instances, skipped, len(images), category_id or 1)
+    paths = {i: str(image_dir / img["file_name"]) for i, img in images.items()}
+    return CocoKeypoints(str(ann_path), str(image_dir), instances, skipped, paths, category_id or 1)
+
+
+def load_detections(
+    det_file: str | Path, data: CocoKeypoints, num_keypoints: int, score_threshold: float = 0.0
+) -> tuple[list[Instance], Counter]:
+    """People to crop from a COCO detection-results file (image_id, category_id, bbox, score),
+    for the images of `data`: boxes of the keypoint category scoring at least `score_threshold`.
+
+    Skipped and counted: other categories, low scores, boxes of zero size. Refused: records
+    without those fields, non-finite values, negative sizes, image ids not in `data`.
+    """
+    det_path = Path(det_file)
+    dets = _load_json(det_path)
+    if not isinstance(dets, list):
+        raise PoseDataError(f"{det_path}: expected a list of detections (image_id, category_id, bbox, score)")
+    skipped: Counter = Counter()
+    instances = []
+    unknown = set()
+    for i, d in enumerate(dets):
+        where = f"{det_path}: detection {i}"
+        if not isinstance(d, dict) or not {"image_id", "bbox", "score"} <= set(d):
+            raise PoseDataError(f"{where}: needs 'image_id', 'bbox' and 'score'")
+        if d.get("category_id", data.category_id) != data.category_id:
+            skipped["other category"] += 1
+            continue
+        box = _as_floats(d["bbox"], 4, "bbox", where)
+        score = float(_as_floats(d["score"], 1, "score", where)[0])
+        if box[2] < 0 or box[3] < 0:
+            raise PoseDataError(f"{where}: negative box size (w={box[2]:g}, h={box[3]:g})")
+        if d["image_id"] not in data.image_paths:
+            unknown.add(d["image_id"])
+            continue
+        if score < score_threshold:
+            skipped["below score threshold"] += 1
+            continue
+        if box[2] * box[3] <= 0:
+            skipped["empty box"] += 1
+            continue
+        instances.append(Instance(d["image_id"], data.image_paths[d["image_id"]], box.astype(np.float32),
+                                  np.zeros((num_keypoints, 3), np.float32), float(box[2] * box[3]), -1, score))  # fmt: skip
+    if unknown:
+        shown = ", ".join(str(u) for u in sorted(unknown, key=str)[:5])
+        raise PoseDataError(f"{det_path}: detections for {len(unknown)} image id(s) not in {data.ann_file} (e.g. {shown})")
+    return instances, skipped
 
 
 def read_image(path: str, image_id: int | None = None) -> np.ndarray:

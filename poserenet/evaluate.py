@@ -1,7 +1,8 @@
-"""Inference over a dataset and its scores: model -> codec.decode -> image coordinates -> metrics.
+"""Inference over a dataset and its scores: boxes -> model -> codec.decode -> image coordinates
+-> rescoring and OKS-NMS -> metrics.
 
 Results are written as a standard COCO keypoint results JSON, so any COCO tool can read them,
-and scored by pycocotools (OKS AP/AR) and PCK.
+and scored by pycocotools (OKS AP/AR), PCK and, for MPII, PCKh.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .codec import HeatmapCodec
-from .datasets import CocoKeypoints, TopDownDataset
+from .config import Config
+from .datasets import CocoKeypoints, Instance, TopDownDataset, load_detections
+from .errors import ConfigError, PoseDataError
 from .meta import KeypointMeta
-from .metrics import coco_keypoint_ap, pck, torso_size
-from .transforms import heatmap_to_image
+from .metrics import coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, torso_size
+from .pipeline import build_codec
+from .postprocess import oks_nms, rescore, soft_oks_nms
+from .transforms import box_to_center_scale, heatmap_to_image
+
+NMS_MODES = ("oks", "soft", "none")
 
 
 def flip_back(heatmaps: torch.Tensor, flip_index: list[int], shift: bool = True) -> torch.Tensor:
@@ -70,43 +77,130 @@ def codec_for(codec: HeatmapCodec, heatmaps: torch.Tensor) -> HeatmapCodec:
     return codec.at_resolution(scale) if scale > 1 else codec
 
 
-def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
-    """Pose score = box score x mean of the keypoint scores above `threshold` (0 if none)."""
-    above = keypoint_scores > threshold
-    mean = np.where(above.any(1), (keypoint_scores * above).sum(1) / np.maximum(above.sum(1), 1), 0.0)
-    return mean * box_scores
-
-
-def to_coco_results(data: CocoKeypoints, coords: np.ndarray, scores: np.ndarray, threshold: float = 0.2, category_id: int = 1) -> list[dict[str, Any]]:
-    """One COCO keypoint result per instance: keypoints [x, y, score] * K and a pose score."""
-    box_scores = np.array([inst.score for inst in data.instances])
-    pose_scores = rescore(scores, box_scores, threshold)
+def to_coco_results(
+    instances: list[Instance],
+    coords: np.ndarray,
+    scores: np.ndarray,
+    meta: KeypointMeta,
+    input_hw: tuple[int, int],
+    bbox_padding: float = 1.25,
+    rescore_threshold: float = 0.2,
+    nms: str = "oks",
+    nms_threshold: float = 0.9,
+    category_id: int = 1,
+) -> list[dict[str, Any]]:
+    """COCO keypoint results, one per kept pose: rescored (box score x mean confident keypoint
+    score), then OKS-NMS among the poses of each image, as the HRNet evaluation does."""
+    if nms not in NMS_MODES:
+        raise ValueError(f"eval.nms must be one of {NMS_MODES}, got {nms!r}")
+    pose_scores = rescore(scores, np.array([inst.score for inst in instances]), rescore_threshold)
     kpts = np.concatenate([coords, scores[..., None]], axis=-1)
+    # The crop box area is the OKS scale of NMS, as in the reference code.
+    areas = np.array([np.prod(box_to_center_scale(inst.bbox, input_hw, bbox_padding)[1]) for inst in instances])
+    by_image: dict[Any, list[int]] = {}
+    for i, inst in enumerate(instances):
+        by_image.setdefault(inst.image_id, []).append(i)
+    kept: list[int] = []
+    for idx in by_image.values():
+        idx_arr = np.array(idx)
+        if nms == "none" or len(idx) == 1:
+            kept += idx
+            continue
+        suppress = oks_nms if nms == "oks" else soft_oks_nms
+        keep = suppress(kpts[idx_arr], pose_scores[idx_arr], areas[idx_arr], meta.sigmas, nms_threshold)
+        kept += [idx[k] for k in keep]
     return [
         {
-            "image_id": inst.image_id,
+            "image_id": instances[i].image_id,
             "category_id": category_id,
             "keypoints": [round(float(v), 3) for v in kpts[i].reshape(-1)],
             "score": round(float(pose_scores[i]), 6),
         }
-        for i, inst in enumerate(data.instances)
+        for i in sorted(kept)
     ]
 
 
 def score(
-    data: CocoKeypoints, meta: KeypointMeta, coords: np.ndarray, scores: np.ndarray, results: list[dict], pck_threshold: float = 0.2
+    data: CocoKeypoints,
+    meta: KeypointMeta,
+    results: list[dict],
+    coords: np.ndarray | None = None,
+    pck_threshold: float = 0.2,
+    backend: str = "pycocotools",
 ) -> dict[str, float]:
     """OKS AP/AR (pycocotools) and PCK (torso-normalised when the keypoint set defines a torso,
-    else normalised by the longer box side)."""
-    metrics = coco_keypoint_ap(data.ann_file, results, meta.sigmas)
-    gt = np.stack([inst.keypoints for inst in data.instances])
+    else normalised by the longer box side); with MPII head sizes, PCKh too.
+
+    `coords` [N, K, 2] are predictions aligned with `data.instances` (ground-truth boxes); without
+    them, results are matched to people by OKS for PCK.
+    """
+    metrics = coco_keypoint_ap(data.ann_file, results, meta.sigmas, backend)
+    if coords is None:
+        gt_doc = json.loads(Path(data.ann_file).read_text())
+        people, coords = match_to_ground_truth(gt_doc, results, meta.sigmas)
+        ids = {inst.ann_id: inst for inst in data.instances}
+        instances = [ids[p["id"]] for p in people if p.get("id") in ids]
+        if len(instances) != len(people):  # people the reader skipped (e.g. empty boxes)
+            keep = [i for i, p in enumerate(people) if p.get("id") in ids]
+            coords = coords[keep]
+    else:
+        instances = data.instances
+    if not instances:
+        return metrics
+    gt = np.stack([inst.keypoints for inst in instances])
     if meta.torso:
         norm = torso_size(gt, meta.torso)
     else:
-        norm = np.array([max(inst.bbox[2], inst.bbox[3]) for inst in data.instances], dtype=np.float64)
-    value, _, _ = pck(coords, gt, norm, pck_threshold)
-    metrics[f"PCK@{pck_threshold:g}"] = value
+        norm = np.array([max(inst.bbox[2], inst.bbox[3]) for inst in instances], dtype=np.float64)
+    metrics[f"PCK@{pck_threshold:g}"] = pck(coords, gt, norm, pck_threshold)[0]
+    head = np.array([inst.head_size for inst in instances])
+    if np.isfinite(head).all() and "head_top" in meta.keypoints:
+        table = mpii_pckh_table(coords, gt[..., :2], gt[..., 2] > 0, head, meta.keypoints)
+        metrics.update({f"PCKh {k}": v / 100 for k, v in table.items()})
     return metrics
+
+
+def evaluate_model(
+    model: nn.Module,
+    cfg: Config,
+    meta: KeypointMeta,
+    data: CocoKeypoints,
+    device: torch.device | str = "cpu",
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Crop the configured boxes of `data` (ground truth or detections), predict, post-process
+    and score; with `out_dir`, write `results_val.json` and `metrics.json`."""
+    ev = cfg.eval
+    if ev.boxes == "ground_truth":
+        instances, boxes = data.instances, "ground truth"
+    elif ev.boxes == "detections":
+        if not ev.det_file:
+            raise ConfigError(
+                "eval.boxes is 'detections' but no eval.det_file is set: pass --det-boxes FILE, "
+                "or --gt-boxes (--set eval.boxes=ground_truth) to crop the annotated boxes"
+            )
+        det_file = cfg.data.path(ev.det_file)
+        instances, _ = load_detections(det_file, data, meta.num_keypoints, ev.det_score_threshold)
+        boxes = f"detections ({det_file}, score >= {ev.det_score_threshold:g}, {len(instances)} boxes)"
+    else:
+        raise ConfigError(f"eval.boxes must be 'detections' or 'ground_truth', got {ev.boxes!r}")
+    if not instances:
+        raise PoseDataError(f"{data.ann_file}: no people to evaluate ({boxes})")
+    dataset = TopDownDataset(instances, meta, tuple(cfg.data.input_hw), build_codec(cfg), bbox_padding=cfg.data.bbox_padding)
+    coords, scores = predict(model, dataset, build_codec(cfg), ev.flip_test, ev.batch_size, cfg.data.num_workers, device, progress)
+    results = to_coco_results(
+        instances, coords, scores, meta, tuple(cfg.data.input_hw), cfg.data.bbox_padding,
+        ev.rescore_threshold, ev.nms, ev.nms_threshold, data.category_id,
+    )  # fmt: skip
+    # With ground-truth boxes each prediction belongs to its person (NMS only affects AP).
+    aligned = coords if ev.boxes == "ground_truth" else None
+    metrics = score(data, meta, results, aligned, ev.pck_threshold, ev.backend)
+    report = {"boxes": boxes, "flip_test": ev.flip_test, "nms": ev.nms, "backend": ev.backend, **metrics}
+    if out_dir is not None:
+        write_json_atomic(out_dir / "results_val.json", results)
+        write_json_atomic(out_dir / "metrics.json", report)
+    return report
 
 
 def mean_pose_baseline(train: CocoKeypoints, val: CocoKeypoints) -> tuple[np.ndarray, np.ndarray]:

@@ -228,3 +228,18 @@ def load_meta(spec: str | KeypointMeta) -> KeypointMeta:
     if not isinstance(data, dict):
         raise PoseDataError(f"{path}: expected a mapping with a 'keypoints' list")
     return meta_from_dict(data, str(path))
+
+
+def meta_from_coco(gt: dict[str, Any], source: str = "<annotations>") -> KeypointMeta:
+    """The keypoint set of a COCO-style file's keypoint category: a built-in set when the names
+    match one, else one built from the names and skeleton (flip pairs from left/right names,
+    sigmas `DEFAULT_SIGMA`)."""
+    cats = [c for c in gt.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    if not cats:
+        raise PoseDataError(f"{source}: no category with a 'keypoints' list; name the keypoint set explicitly")
+    names = tuple(cats[0]["keypoints"])
+    for meta in BUILTIN_META.values():
+        if meta.keypoints == names:
+            return meta
+    skeleton = [[a - 1, b - 1] for a, b in cats[0].get("skeleton") or []]  # COCO's are 1-based
+    return meta_from_dict({"name": cats[0].get("name", "custom"), "keypoints": list(names), "skeleton": skeleton}, source)

@@ -1,7 +1,10 @@
-"""Metrics: COCO OKS AP/AR through pycocotools itself, and PCK.
+"""Metrics: COCO OKS AP/AR through pycocotools itself (or faster-coco-eval, which gives the same
+numbers faster), PCK and MPII's PCKh.
 
-`coco_keypoint_ap` runs pycocotools' `COCOeval` exactly as one would by hand (all ground-truth
-images, the keypoint set's OKS sigmas), so its numbers are pycocotools' numbers.
+`coco_keypoint_ap` runs `COCOeval` exactly as one would by hand (all ground-truth images, the
+keypoint set's OKS sigmas), so its numbers are pycocotools' numbers. Results are checked first,
+so a bad results file gets a message naming it and the record instead of an assertion deep
+inside pycocotools.
 """
 
 from __future__ import annotations
@@ -9,39 +12,150 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .errors import PoseDataError
 
 COCO_STATS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+BACKENDS = ("pycocotools", "faster-coco-eval")
 
 
-def coco_keypoint_ap(gt_file: str | Path, results: str | Path | list[dict], sigmas: Sequence[float]) -> dict[str, float]:
-    """OKS AP/AR of a COCO keypoint results file (or list) against a ground-truth file."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+def read_json(path: str | Path, what: str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise PoseDataError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise PoseDataError(f"{path}: cannot read {what}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise PoseDataError(f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno})") from None
 
-    if isinstance(results, (str, Path)):
-        try:
-            results = json.loads(Path(results).read_text())
-        except (OSError, ValueError) as e:
-            raise PoseDataError(f"{results}: cannot read results: {e}") from None
+
+def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "results") -> list[dict]:
+    """The checks pycocotools leaves to assertions: a non-empty list of results for known images,
+    each with 3*K finite keypoint values and a finite score."""
+    if not isinstance(results, list):
+        raise PoseDataError(f"{source}: expected a list of COCO keypoint results")
     if not results:
-        raise PoseDataError("no predictions to evaluate (the results list is empty)")
+        raise PoseDataError(f"{source}: no predictions to evaluate (the results list is empty)")
+    image_ids = {img["id"] for img in gt.get("images", [])}
+    unknown = []
+    for i, r in enumerate(results):
+        where = f"{source}: result {i}"
+        if not isinstance(r, dict) or "image_id" not in r or "keypoints" not in r:
+            raise PoseDataError(f"{where}: needs 'image_id', 'keypoints' and 'score'")
+        if "score" not in r:
+            raise PoseDataError(f"{where} (image {r['image_id']}): no 'score'; AP ranks predictions by it")
+        if r["image_id"] not in image_ids:
+            unknown.append(r["image_id"])
+            continue
+        kp = r["keypoints"]
+        if not isinstance(kp, list) or len(kp) != 3 * num_keypoints:
+            n = len(kp) if isinstance(kp, list) else "no list of"
+            raise PoseDataError(f"{where} (image {r['image_id']}): {n} keypoint values, expected {3 * num_keypoints} (x, y, score for {num_keypoints} keypoints)")
+        try:
+            finite = all(math.isfinite(float(v)) for v in kp) and math.isfinite(float(r["score"]))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise PoseDataError(f"{where} (image {r['image_id']}): keypoints or score are not finite numbers (NaN, inf or text)")
+    if unknown:
+        shown = ", ".join(str(u) for u in sorted(set(unknown), key=str)[:5])
+        raise PoseDataError(f"{source}: {len(unknown)} result(s) for image ids that are not in the ground truth (e.g. {shown})")
+    return results
+
+
+def coco_keypoint_ap(
+    gt_file: str | Path,
+    results: str | Path | list[dict],
+    sigmas: Sequence[float],
+    backend: str = "pycocotools",
+) -> dict[str, float]:
+    """OKS AP/AR of a COCO keypoint results file (or list) against a ground-truth file."""
+    if backend not in BACKENDS:
+        raise PoseDataError(f"unknown COCO evaluation backend {backend!r}; choose one of {BACKENDS}")
+    source = str(results) if isinstance(results, (str, Path)) else "results"
+    if isinstance(results, (str, Path)):
+        results = read_json(results, "results file")
+    gt_doc = read_json(gt_file, "ground-truth file")
+    results = check_results(results, gt_doc, len(sigmas), source)
+    results = [dict(r) for r in results]  # loadRes adds keys to the dicts it is given
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_file))
-        dt = gt.loadRes([dict(r) for r in results])  # loadRes adds keys to the dicts it is given
-        ev = COCOeval(gt, dt, "keypoints")
-        ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        if backend == "pycocotools":
+            from pycocotools.coco import COCO
+            from pycocotools.cocoeval import COCOeval
+
+            gt = COCO()
+            gt.dataset = gt_doc
+            gt.createIndex()
+            ev = COCOeval(gt, gt.loadRes(results), "keypoints")
+            ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        else:
+            try:
+                from faster_coco_eval import COCO, COCOeval_faster
+            except ImportError:
+                raise PoseDataError("the faster-coco-eval backend needs `pip install faster-coco-eval`") from None
+            gt = COCO(gt_doc)
+            ev = COCOeval_faster(gt, gt.loadRes(results), "keypoints", kpt_oks_sigmas=list(sigmas), print_function=lambda *a: None)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {k: float(v) for k, v in zip(COCO_STATS, ev.stats)}
+    return {k: float(v) for k, v in zip(COCO_STATS, ev.stats[:10])}
 
 
+# --------------------------------------------------------------------------- OKS
+def oks(
+    gt: np.ndarray, preds: np.ndarray, area: float, sigmas: Sequence[float], vis_threshold: float | None = None
+) -> np.ndarray:
+    """OKS of predictions [M, K, 2|3] against one pose gt [K, 2|3] of object area `area`.
+
+    With `vis_threshold`, only joints whose scores (3rd column) exceed it in both are compared
+    (as in OKS-NMS); otherwise, as COCO's metric, only joints labelled in `gt` (v > 0).
+    """
+    var = (2 * np.asarray(sigmas)) ** 2
+    d2 = ((preds[..., :2] - gt[None, :, :2]) ** 2).sum(-1)
+    e = d2 / var / (area + np.spacing(1)) / 2
+    if vis_threshold is not None:
+        mask = (gt[None, :, 2] > vis_threshold) & (preds[..., 2] > vis_threshold)
+    else:
+        mask = np.broadcast_to(gt[None, :, 2] > 0, e.shape)
+    n = mask.sum(-1)
+    return np.where(n > 0, (np.exp(-e) * mask).sum(-1) / np.maximum(n, 1), 0.0)
+
+
+def match_to_ground_truth(gt: dict, results: list[dict], sigmas: Sequence[float]) -> tuple[list[dict], np.ndarray]:
+    """Pair predictions with ground-truth people for PCK, COCO-style: per image, predictions in
+    descending score take the unmatched person with the highest OKS (> 0).
+
+    Returns the scored people (non-crowd, with labelled keypoints) and, per person, the matched
+    prediction's keypoints [K, 2] (NaN where no prediction matched: all its joints count as wrong).
+    """
+    k = len(sigmas)
+    people = [a for a in gt["annotations"] if not a.get("iscrowd") and np.any(np.asarray(a["keypoints"])[2::3] > 0)]
+    by_image: dict[Any, list[int]] = {}
+    for i, a in enumerate(people):
+        by_image.setdefault(a["image_id"], []).append(i)
+    matched = np.full((len(people), k, 2), np.nan)
+    taken = np.zeros(len(people), bool)
+    for r in sorted(results, key=lambda r: -float(r["score"])):
+        cands = [i for i in by_image.get(r["image_id"], []) if not taken[i]]
+        if not cands:
+            continue
+        pred = np.asarray(r["keypoints"], dtype=np.float64).reshape(1, k, 3)
+        scores = [oks(np.asarray(people[i]["keypoints"], np.float64).reshape(k, 3), pred, people[i]["area"], sigmas)[0] for i in cands]
+        best = int(np.argmax(scores))
+        if scores[best] > 0:
+            taken[cands[best]] = True
+            matched[cands[best]] = pred[0, :, :2]
+    return people, matched
+
+
+# --------------------------------------------------------------------------- PCK
 def torso_size(keypoints: np.ndarray, torso: Sequence[tuple[int, int]]) -> np.ndarray:
     """Per person, the length of the first torso pair whose two joints are labelled (NaN if none).
 
@@ -61,8 +175,9 @@ def pck(
     """Percentage of correct keypoints.
 
     pred [N, K, 2], gt [N, K, 3], normalizer [N] (torso or box size; NaN = person not scored).
-    A labelled joint (v > 0) is correct when its error is at most `threshold * normalizer`.
-    Returns (PCK over all scored joints, per-joint PCK [K] (NaN where none), joints scored).
+    A labelled joint (v > 0) is correct when its error is at most `threshold * normalizer`
+    (a NaN prediction is wrong). Returns (PCK over all scored joints, per-joint PCK [K] (NaN
+    where none), joints scored).
     """
     valid = (gt[..., 2] > 0) & np.isfinite(normalizer)[:, None]
     err = np.linalg.norm(pred - gt[..., :2], axis=-1)
@@ -71,3 +186,52 @@ def pck(
     n = int(valid.sum())
     per_joint = np.where(valid.sum(0) > 0, correct.sum(0) / np.maximum(valid.sum(0), 1), np.nan)
     return (float(correct.sum() / n) if n else float("nan")), per_joint, n
+
+
+# --------------------------------------------------------------------------- PCKh (MPII)
+MPII_GROUPS = {
+    "Head": ("head_top",),
+    "Shoulder": ("left_shoulder", "right_shoulder"),
+    "Elbow": ("left_elbow", "right_elbow"),
+    "Wrist": ("left_wrist", "right_wrist"),
+    "Hip": ("left_hip", "right_hip"),
+    "Knee": ("left_knee", "right_knee"),
+    "Ankle": ("left_ankle", "right_ankle"),
+}
+MPII_NOT_IN_MEAN = ("pelvis", "thorax")
+HEAD_SIZE_FACTOR = 0.6  # the MPII evaluation's SC_BIAS: PCKh's unit is 0.6 x the head box diagonal
+
+
+def pckh_per_joint(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, head_size: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """MPII's PCKh per joint, as its evaluation code computes it: the error divided by the
+    head size (0.6 x head box diagonal, given here), over visible joints only.
+
+    pred, gt [N, K, 2]; visible [N, K] bool; head_size [N]. Returns (PCKh [K] in %, counts [K]).
+    """
+    err = np.linalg.norm(pred - gt, axis=-1) / head_size[:, None]
+    with np.errstate(invalid="ignore"):
+        hit = (err <= threshold) & visible
+    count = visible.sum(0)
+    return 100.0 * hit.sum(0) / np.maximum(count, 1), count
+
+
+def mpii_pckh_table(
+    pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, head_size: np.ndarray, names: Sequence[str]
+) -> dict[str, float]:
+    """The paper's Table III columns: Head, Shoulder, ..., Ankle (left/right averaged), Mean
+    (PCKh@0.5 over all joints but pelvis and thorax, weighted by their visible counts) and
+    Mean@0.1."""
+    idx = {n: i for i, n in enumerate(names)}
+    missing = [n for g in MPII_GROUPS.values() for n in g if n not in idx]
+    if missing:
+        raise PoseDataError(f"PCKh needs the MPII keypoints; missing {missing}")
+    table = {}
+    for thr, key in ((0.5, "Mean"), (0.1, "Mean@0.1")):
+        per_joint, count = pckh_per_joint(pred, gt, visible, head_size, thr)
+        used = np.array([n not in MPII_NOT_IN_MEAN for n in names]) & (count > 0)
+        table[key] = float((per_joint * count)[used].sum() / count[used].sum())
+        if thr == 0.5:
+            for group, members in MPII_GROUPS.items():
+                table[group] = float(np.mean([per_joint[idx[m]] for m in members]))
+    order = [*MPII_GROUPS, "Mean", "Mean@0.1"]
+    return {k: table[k] for k in order}

@@ -24,7 +24,7 @@ from .checkpoint import read_training_checkpoint, save_atomic
 from .config import Config, save_config
 from .datasets import CocoKeypoints, TopDownDataset
 from .errors import PoseDataError
-from .evaluate import predict, score, to_coco_results, write_json_atomic
+from .evaluate import evaluate_model
 from .loss import JointsMSELoss
 from .meta import KeypointMeta
 from .pipeline import build_codec, build_dataset, build_meta, build_model, check_output_size, load_split, resolve_device
@@ -34,30 +34,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def evaluate_model(
-    model: nn.Module,
-    cfg: Config,
-    meta: KeypointMeta,
-    data: CocoKeypoints,
-    dataset: TopDownDataset | None = None,
-    device: torch.device | str = "cpu",
-    out_dir: Path | None = None,
-    progress: bool = True,
-) -> dict[str, float]:
-    """Predict every instance of `data`, score the predictions and (with `out_dir`) write
-    `results_val.json` and `metrics.json`."""
-    dataset = dataset or build_dataset(cfg, meta, data, train=False)
-    coords, scores = predict(
-        model, dataset, build_codec(cfg), cfg.eval.flip_test, cfg.eval.batch_size, cfg.data.num_workers, device, progress
-    )
-    results = to_coco_results(data, coords, scores, cfg.eval.rescore_threshold, data.category_id)
-    metrics = score(data, meta, coords, scores, results, cfg.eval.pck_threshold)
-    if out_dir is not None:
-        write_json_atomic(out_dir / "results_val.json", results)
-        write_json_atomic(out_dir / "metrics.json", {"boxes": "ground truth", "flip_test": cfg.eval.flip_test, **metrics})
-    return metrics
 
 
 def supervised_loss(
@@ -146,8 +122,7 @@ def train(
     if not train_data.instances:
         raise PoseDataError(f"{train_data.ann_file}: no people with labelled keypoints to train on")
     train_ds = build_dataset(cfg, meta, train_data, train=True)
-    val_ds = build_dataset(cfg, meta, val_data, train=False)
-    log(f"data: {len(train_ds)} train people ({train_data.ann_file}), {len(val_ds)} val people ({val_data.ann_file})")
+    log(f"data: {len(train_ds)} train people ({train_data.ann_file}), {len(val_data.instances)} val people ({val_data.ann_file})")
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.train.lr_steps), cfg.train.lr_factor)
@@ -165,7 +140,7 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model.name} {cfg.model.kwargs or ''} {n_params / 1e6:.2f}M params, input {cfg.data.input_hw[0]}x{cfg.data.input_hw[1]}, device {device}")
     if on_start is not None:
-        on_start(model, {"meta": meta, "val_data": val_data, "val_ds": val_ds, "device": device})
+        on_start(model, {"meta": meta, "val_data": val_data, "train_data": train_data, "device": device})
 
     for epoch in range(start_epoch, cfg.train.epochs):
         train_ds.set_epoch(epoch)
@@ -188,7 +163,7 @@ def train(
         msg = f"epoch {epoch + 1}/{cfg.train.epochs}  lr {lr:.1e}  loss {stats['loss']:.3e}  {stats['images_per_s']:.0f} img/s"
         evaluated = last or (epoch + 1) % cfg.train.val_every == 0
         if evaluated:
-            metrics = evaluate_model(model, cfg, meta, val_data, val_ds, device, out_dir, progress)
+            metrics = evaluate_model(model, cfg, meta, val_data, device, out_dir, progress)
             record.update({f"val_{k}": v for k, v in metrics.items()})
             msg += f"  val AP {100 * metrics['AP']:.1f}  PCK@{cfg.eval.pck_threshold:g} {100 * metrics[f'PCK@{cfg.eval.pck_threshold:g}']:.1f}"
         ckpt = {

@@ -23,3 +23,10 @@ def tiny_synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     generate(root, num_train=24, num_val=8, seed=0, progress=False)
     return root
+
+
+def available_backends() -> list[str]:
+    """COCO evaluation backends installed here (faster-coco-eval is an optional extra)."""
+    import importlib.util
+
+    return ["pycocotools"] + (["faster-coco-eval"] if importlib.util.find_spec("faster_coco_eval") else [])

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,7 +53,7 @@ def test_train_resume_and_eval(tiny_synth, tmp_path, capsys):
     again = json.loads((ev / "metrics.json").read_text())
     assert again["AP"] == pytest.approx(metrics["AP"]) and again["boxes"] == "ground truth"
     printed = capsys.readouterr().out
-    assert "| AP " in printed and "ground-truth boxes" in printed
+    assert "| AP " in printed and "boxes: ground truth" in printed
 
 
 def test_eval_refuses_a_checkpoint_for_another_keypoint_set(tiny_synth, tmp_path, capsys):
@@ -146,3 +147,55 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "unknown model 'resnet9'" in capsys.readouterr().err
     assert main(["train", "synth_r18slim_128x96_dark", "--set", "data.input_hw=[120, 96]"]) == 2
     assert "into 32x24 heatmaps, but the codec expects 30x24; use an input size that is a multiple of 32" in capsys.readouterr().err
+
+
+def test_eval_with_detector_boxes(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *sets(synth_overrides(tiny_synth, out, 1))]) == 0
+    gt = json.loads((tiny_synth / "annotations" / "person_keypoints_val.json").read_text())
+    rng = np.random.default_rng(0)
+    dets = []
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        dets.append({"image_id": a["image_id"], "category_id": 1, "score": 0.95, "bbox": [x + 2, y - 1, w * 1.05, h]})
+        dets.append({"image_id": a["image_id"], "category_id": 1, "score": 0.9, "bbox": [x + 1, y, w, h * 0.98]})  # duplicate
+    dets.append({"image_id": 1, "category_id": 1, "score": 0.05, "bbox": [0, 0, 30, 30]})  # below threshold
+    dets.append({"image_id": 1, "category_id": 2, "score": 0.99, "bbox": [0, 0, 30, 30]})  # not a person
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps(dets))
+    ev = tmp_path / "ev"
+    args = ["eval", "synth_r18slim_128x96_dark", str(out / "last.pth"), "--det-boxes", str(det_file), "--out", str(ev),
+            "--json", str(tmp_path / "m.json"), "--quiet", "--no-flip", *sets(synth_overrides(tiny_synth, out) + ["eval.det_score_threshold=0.1"])]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    n_people = len(gt["annotations"])
+    assert metrics["boxes"].startswith("detections (") and f"{2 * n_people} boxes" in metrics["boxes"]
+    assert metrics["flip_test"] is False and "PCK@0.2" in metrics
+    results = json.loads((ev / "results_val.json").read_text())
+    assert n_people <= len(results) < 2 * n_people  # OKS-NMS removed most duplicates
+    printed = capsys.readouterr().out
+    assert "boxes: detections (" in printed and "flip test off" in printed
+    dets.append({"image_id": 999, "category_id": 1, "score": 0.9, "bbox": [0, 0, 10, 10]})
+    det_file.write_text(json.dumps(dets))
+    assert main(args) == 2
+    assert "dets.json: detections for 1 image id(s) not in" in capsys.readouterr().err
+    no_dets = ["eval", "synth_r18slim_128x96_dark", str(out / "last.pth"), *sets(synth_overrides(tiny_synth, out) + ["eval.boxes=detections"])]
+    assert main(no_dets) == 2
+    assert "no eval.det_file is set" in capsys.readouterr().err
+
+
+def test_table_from_runs(tiny_synth, tmp_path, capsys):
+    runs = []
+    for plug in ("false", "true"):
+        out = tmp_path / f"run_{plug}"
+        assert main(["train", "synth_r18slim_128x96_dark", "--quiet",
+                     *sets(synth_overrides(tiny_synth, out, 1) + [f"model.poserenet.enabled={plug}"])]) == 0
+        runs.append(str(out))
+    capsys.readouterr()
+    assert main(["table", *runs]) == 0
+    table = capsys.readouterr().out
+    assert "| PoseReNet | Backbone" in table and "SimpleBaseline-R18+Dark" in table and "| 128x96" in table
+    assert table.count("| + ") == 1 and table.count("| - ") == 1
+    assert "Person boxes: ground truth." in table
+    assert main(["table", str(tmp_path)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
