@@ -21,7 +21,6 @@ from .models.plugin import PoseReNetConfig
 from .transforms import AugmentConfig
 
 
-
 def config_dir() -> Path:
     """The shipped `configs/` folder: packaged as `poserenet.configs`, or beside a source checkout."""
     try:

@@ -9,8 +9,6 @@ from typing import Sequence
 import numpy as np
 
 
-
-
 def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
     """Pose score = box score x mean of the keypoint scores above `threshold` (0 if none)."""
     above = keypoint_scores > threshold

@@ -22,12 +22,10 @@ from tqdm import tqdm
 
 from .checkpoint import read_training_checkpoint, save_atomic
 from .config import Config, save_config
-from .datasets import CocoKeypoints, TopDownDataset
 from .errors import PoseDataError
 from .evaluate import evaluate_model
 from .loss import JointsMSELoss
-from .meta import KeypointMeta
-from .pipeline import build_codec, build_dataset, build_meta, build_model, check_output_size, load_split, resolve_device
+from .pipeline import build_dataset, build_meta, build_model, check_output_size, load_split, resolve_device
 
 
 def seed_everything(seed: int) -> None:

@@ -12,14 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import shared
 
 from poserenet.cli import main
 from poserenet.datasets import load_coco_instances
 from poserenet.download import Archive, download_file, fetch
 from poserenet.errors import PoseDataError
 from poserenet.meta import LSP14, MPII16
-
-from conftest import shared
 
 scipy_io = pytest.importorskip("scipy.io")
 
@@ -29,7 +28,6 @@ MPII_NAMES = ["rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "n
 
 def write_gt_mat(path, items, head_side=40.0):
     """An MPII evaluation file (like gt_valid.mat) for the people of an MPII json list."""
-    n = len(items)
     pos = np.stack([np.asarray(it["joints"], float) for it in items], axis=-1)  # [16, 2, N]
     missing = np.stack([1 - np.asarray(it["joints_vis"]) for it in items], axis=-1)
     head = pos[9]  # head_top, [2, N]

@@ -3,13 +3,12 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import shared
 
-from poserenet.datasets import TopDownDataset, load_coco_instances, read_image
 from poserenet.codec import HeatmapCodec
+from poserenet.datasets import TopDownDataset, load_coco_instances, read_image
 from poserenet.errors import PoseDataError
 from poserenet.meta import COCO17, LSP14, load_meta
-
-from conftest import shared
 
 
 def test_reads_real_coco_and_skips_crowds_and_empty_people():

@@ -1,15 +1,12 @@
 """End-to-end runs of the command line on tiny data (a few seconds each)."""
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import shared
 
 from poserenet.cli import main
-
-from conftest import shared
 
 TINY_MODEL = ["model.name=simplebaseline_r18", "model.kwargs={base_width: 8, deconv_channels: 16}"]
 
@@ -153,7 +150,6 @@ def test_eval_with_detector_boxes(tiny_synth, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *sets(synth_overrides(tiny_synth, out, 1))]) == 0
     gt = json.loads((tiny_synth / "annotations" / "person_keypoints_val.json").read_text())
-    rng = np.random.default_rng(0)
     dets = []
     for a in gt["annotations"]:
         x, y, w, h = a["bbox"]

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import shared
 
 from poserenet.errors import PoseDataError
 from poserenet.meta import COCO17, LSP14
 from poserenet.metrics import COCO_STATS, coco_keypoint_ap, pck, torso_size
-
-from conftest import shared
 
 
 def pycocotools_directly(gt_file, res_file, sigmas=None):

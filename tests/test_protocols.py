@@ -5,15 +5,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import available_backends, shared
+from test_metrics import noisy_results, pycocotools_directly
 
 from poserenet.cli import main
 from poserenet.errors import PoseDataError
 from poserenet.meta import COCO17, MPII16
 from poserenet.metrics import COCO_STATS, coco_keypoint_ap, mpii_pckh_table, pckh_per_joint
 from poserenet.postprocess import oks_nms, soft_oks_nms
-
-from conftest import available_backends, shared
-from test_metrics import noisy_results, pycocotools_directly
 
 
 def hard_results(gt_file, seed):
