@@ -79,7 +79,7 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 210
-    batch_size: int = 32
+    batch_size: int = 32  # per process: the global batch is batch_size x processes x accumulate
     lr: float = 1e-3
     lr_steps: tuple[int, ...] = (170, 200)
     lr_factor: float = 0.1
@@ -88,7 +88,19 @@ class TrainConfig:
     out_dir: str = ""  # default: runs/<config name>
     val_every: int = 1  # evaluate every N epochs (and always after the last)
     threads: int = 0  # torch CPU threads; 0 = PyTorch's default
-    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ... (under torchrun: each process's local GPU)
+    amp: str = "none"  # mixed precision: none | bf16 | fp16 (fp16 on GPUs, with a gradient scaler)
+    accumulate: int = 1  # gradient accumulation: optimizer steps every N batches
+    clip_grad_norm: float = 0.0  # clip the gradient norm to this (0: off)
+    channels_last: bool = False  # NHWC memory layout (faster convolutions on recent GPUs and CPUs)
+    sync_bn: bool = False  # SyncBatchNorm across processes (GPUs only: PyTorch has no CPU version)
+    freeze_bn: bool = False  # BatchNorm layers keep their running statistics (small batches, fine-tuning)
+    deterministic: bool = False  # deterministic kernels (bitwise-reproducible runs and resumes)
+    checkpoint_every: int = 0  # also write last.pth every N optimizer steps within an epoch (0: epoch ends only)
+    keep_last: int = 3  # epoch_NNNN.pth files kept beside last.pth and best.pth (0: none)
+    best_metric: str = "AP"  # validation metric that picks best.pth
+    persistent_workers: bool = True  # keep data workers alive between epochs
+    log_every: int = 50  # TensorBoard step logging interval (when tensorboard is installed)
 
 
 @dataclass
@@ -200,8 +212,14 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
-        full = ", ".join(f"{where}.{k}" if where else k for k in sorted(unknown))
-        raise ConfigError(f"unknown key(s) {full}; known{' in ' + where if where else ''}: {', '.join(sorted(names))}")
+        import difflib
+
+        prefix = f"{where}." if where else ""
+        parts = []
+        for k in sorted(unknown):
+            close = difflib.get_close_matches(k, names, n=1)
+            parts.append(f"{prefix}{k}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
+        raise ConfigError(f"unknown key(s) {', '.join(parts)}; known{' in ' + where if where else ''}: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
     return cls(**kwargs)
 

@@ -295,14 +295,17 @@ class TopDownDataset(Dataset):
     def __len__(self) -> int:
         return len(self.instances)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        # (epoch, index) from an EpochSampler, so augmentation follows the epoch even in
+        # persistent workers; a plain index uses the epoch of set_epoch().
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         inst = self.instances[index]
         image = read_image(inst.image_path, inst.image_id)
         center, scale = box_to_center_scale(inst.bbox, self.input_hw, self.bbox_padding)
         kpts = inst.keypoints.copy()
         rotation, flip = 0.0, False
         if self.augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             center, scale, rotation, flip = sample_augmentation(
                 self.augment, center, scale, kpts, self.meta, self.input_hw, rng
             )

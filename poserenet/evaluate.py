@@ -21,6 +21,7 @@ from tqdm import tqdm
 from .codec import HeatmapCodec
 from .config import Config
 from .datasets import CocoKeypoints, Instance, TopDownDataset, load_detections
+from .distributed import DistContext, broadcast_from_main, gather_to_main
 from .errors import ConfigError, PoseDataError
 from .meta import KeypointMeta
 from .metrics import coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, torso_size
@@ -168,9 +169,14 @@ def evaluate_model(
     device: torch.device | str = "cpu",
     out_dir: Path | None = None,
     progress: bool = True,
+    ctx: DistContext | None = None,
 ) -> dict[str, Any]:
     """Crop the configured boxes of `data` (ground truth or detections), predict, post-process
-    and score; with `out_dir`, write `results_val.json` and `metrics.json`."""
+    and score; with `out_dir`, write `results_val.json` and `metrics.json`.
+
+    Under torchrun (`ctx`), each process predicts its share of the people; rank 0 gathers the
+    predictions and scores them, and every rank gets the metrics."""
+    ctx = ctx or DistContext(device=torch.device(device))
     ev = cfg.eval
     if ev.boxes == "ground_truth":
         instances, boxes = data.instances, "ground truth"
@@ -187,8 +193,15 @@ def evaluate_model(
         raise ConfigError(f"eval.boxes must be 'detections' or 'ground_truth', got {ev.boxes!r}")
     if not instances:
         raise PoseDataError(f"{data.ann_file}: no people to evaluate ({boxes})")
-    dataset = TopDownDataset(instances, meta, tuple(cfg.data.input_hw), build_codec(cfg), bbox_padding=cfg.data.bbox_padding)
-    coords, scores = predict(model, dataset, build_codec(cfg), ev.flip_test, ev.batch_size, cfg.data.num_workers, device, progress)
+    share = np.array_split(np.arange(len(instances)), ctx.world_size)[ctx.rank]
+    dataset = TopDownDataset([instances[i] for i in share], meta, tuple(cfg.data.input_hw), build_codec(cfg),
+                             bbox_padding=cfg.data.bbox_padding)  # fmt: skip
+    predicted = predict(model, dataset, build_codec(cfg), ev.flip_test, ev.batch_size, cfg.data.num_workers, device, progress)
+    parts = gather_to_main(predicted, ctx)
+    if not ctx.is_main:
+        return broadcast_from_main(None, ctx)
+    coords = np.concatenate([p[0] for p in parts])
+    scores = np.concatenate([p[1] for p in parts])
     results = to_coco_results(
         instances, coords, scores, meta, tuple(cfg.data.input_hw), cfg.data.bbox_padding,
         ev.rescore_threshold, ev.nms, ev.nms_threshold, data.category_id,
@@ -200,7 +213,7 @@ def evaluate_model(
     if out_dir is not None:
         write_json_atomic(out_dir / "results_val.json", results)
         write_json_atomic(out_dir / "metrics.json", report)
-    return report
+    return broadcast_from_main(report, ctx)
 
 
 def mean_pose_baseline(train: CocoKeypoints, val: CocoKeypoints) -> tuple[np.ndarray, np.ndarray]:
@@ -217,13 +230,17 @@ def mean_pose_baseline(train: CocoKeypoints, val: CocoKeypoints) -> tuple[np.nda
     return coords, np.ones(coords.shape[:2])
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
+def write_text_atomic(path: str | Path, text: str) -> None:
     """Write to a temporary file, then rename: a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj))
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:

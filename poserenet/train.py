@@ -1,14 +1,26 @@
-"""Training: Adam + multi-step LR, a checkpoint every epoch, `--resume`, validation, logs.
+"""Training: Adam + multi-step LR, DDP through torchrun, mixed precision, gradient accumulation,
+exact resume, checkpoints and logs.
 
-Files in the run directory (all written atomically, so an interrupted run never leaves a
-half-written file): `config.yaml`, `last.pth`, `best.pth` (best val AP), `log.jsonl` (one line
-per epoch), `results_val.json` (COCO keypoint results) and `metrics.json`.
+Files in the run directory, written by rank 0 only and always atomically (temporary file,
+then rename), so an interrupted run never leaves a half-written file:
+`config.yaml`, `last.pth` (every epoch, and every `checkpoint_every` steps), `best.pth` (best
+`best_metric`), `epoch_NNNN.pth` (the last `keep_last`), `log.jsonl` and `log.csv` (one row per
+epoch), `results_val.json` and `metrics.json` (the last validation), `curves.png` (when
+training ends), and TensorBoard events under `tb/` when tensorboard is installed.
+
+Resuming restores the model, optimizer, scheduler, gradient scaler, random generators and the
+position in the epoch; with `train.deterministic` the resumed run reproduces the uninterrupted
+one exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -20,18 +32,45 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import distributed as D
 from .checkpoint import read_training_checkpoint, save_atomic
 from .config import Config, save_config
-from .errors import PoseDataError
+from .errors import ConfigError, PoseDataError
 from .evaluate import evaluate_model
 from .loss import JointsMSELoss
-from .pipeline import build_dataset, build_meta, build_model, check_output_size, load_split, resolve_device
+from .pipeline import build_dataset, build_meta, build_model, check_output_size, load_split
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global generator, in types that `torch.load(weights_only=True)` accepts."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(py_state), py_gauss],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, py_state, py_gauss = state["python"]
+    random.setstate((version, tuple(py_state), py_gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def supervised_loss(
@@ -58,37 +97,293 @@ def supervised_loss(
         if tuple(pred.shape[-2:]) not in targets:
             raise ValueError(f"output {name!r} has {tuple(pred.shape[-2:])} heatmaps; targets exist for {sorted(targets)}")
         t, tw = targets[tuple(pred.shape[-2:])]
-        total = total + w * criterion(pred, t.to(device, non_blocking=True), tw.to(device, non_blocking=True))
+        total = total + w * criterion(pred.float(), t.to(device, non_blocking=True), tw.to(device, non_blocking=True))
     return total
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    criterion: nn.Module,
-    device: torch.device,
-    desc: str,
-    output_weights: dict[str, float],
-    progress: bool = True,
-) -> dict[str, float]:
-    model.train()
-    total, count, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch")
-    for batch in bar:
-        images = batch["image"].to(device, non_blocking=True)
-        loss = supervised_loss(model(images), batch, criterion, output_weights, device)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower train.lr or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        n = images.shape[0]
-        total += loss.item() * n
-        count += n
-        bar.set_postfix(loss=f"{total / count:.2e}", img_s=f"{count / (time.perf_counter() - start):.0f}")
-    elapsed = time.perf_counter() - start
-    return {"loss": total / max(count, 1), "images": count, "seconds": elapsed, "images_per_s": count / max(elapsed, 1e-9)}
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BatchNorm layers to eval mode: they normalise with their running statistics."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+class Trainer:
+    """One training run of a Config (in this process; under torchrun, one of several)."""
+
+    def __init__(self, cfg: Config, progress: bool = True, log: Callable[[str], None] = print):
+        self.cfg = cfg
+        t = cfg.train
+        if t.amp not in ("none", *AMP_DTYPES):
+            raise ConfigError(f"train.amp must be none, bf16 or fp16, got {t.amp!r}")
+        if t.accumulate < 1:
+            raise ConfigError(f"train.accumulate must be at least 1, got {t.accumulate}")
+        self.ctx = D.setup(t.device)
+        if t.amp == "fp16" and self.ctx.device.type != "cuda":
+            raise ConfigError("train.amp=fp16 needs a GPU; on CPUs use bf16")
+        if t.sync_bn and self.ctx.device.type != "cuda":
+            raise ConfigError("train.sync_bn needs GPUs: PyTorch's SyncBatchNorm has no CPU implementation")
+        self.progress = progress and self.ctx.is_main
+        self.log = log if self.ctx.is_main else (lambda _msg: None)
+        seed_everything(t.seed)
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=False)
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        self.device = self.ctx.device
+        self.out_dir = cfg.out_dir
+
+        self.meta = build_meta(cfg)
+        model = build_model(cfg, self.meta).to(self.device)  # before the data: config mistakes surface at once
+        check_output_size(model, cfg)
+        if t.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if t.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ddp = (
+            nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.ctx.enabled else model
+        )  # fmt: skip
+        self.train_data = load_split(cfg, self.meta, "train")
+        self.val_data = load_split(cfg, self.meta, "val")
+        if not self.train_data.instances:
+            raise PoseDataError(f"{self.train_data.ann_file}: no people with labelled keypoints to train on")
+        self.train_ds = build_dataset(cfg, self.meta, self.train_data, train=True)
+        self.sampler = D.EpochSampler(len(self.train_ds), t.seed, True, self.ctx.rank, self.ctx.world_size)
+        self.loader = DataLoader(
+            self.train_ds,
+            batch_size=t.batch_size,
+            sampler=self.sampler,
+            num_workers=cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=t.persistent_workers and cfg.data.num_workers > 0,
+            drop_last=len(self.train_ds) // self.ctx.world_size > t.batch_size,
+        )
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(t.lr_steps), t.lr_factor)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=t.amp == "fp16")
+        self.criterion = JointsMSELoss()
+        self.epoch, self.step_in_epoch, self.best = 0, 0, -math.inf
+        self.partial = (0.0, 0)  # loss sum and samples of the epoch in progress (for mid-epoch resume)
+        self.metrics: dict[str, Any] = {}
+        self.tb = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,  # completed epochs
+            "step": self.step_in_epoch,  # optimizer steps done in the epoch in progress (0 at an epoch end)
+            "partial_loss": list(self.partial),
+            "best": self.best,
+            "metrics": self.metrics,
+            "rng": rng_state(),
+            "world_size": self.ctx.world_size,
+            "config": self.cfg.to_dict(),
+            "keypoints": list(self.meta.keypoints),
+        }
+
+    def resume(self, path: str | Path) -> None:
+        ckpt = read_training_checkpoint(path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt.get("step", 0)
+        self.partial = tuple(ckpt.get("partial_loss", (0.0, 0)))
+        self.best, self.metrics = ckpt.get("best", -math.inf), ckpt.get("metrics", {})
+        if "rng" in ckpt:
+            set_rng_state(ckpt["rng"])
+        if ckpt.get("world_size", 1) != self.ctx.world_size and self.step_in_epoch:
+            raise ConfigError(f"{path}: saved mid-epoch by {ckpt.get('world_size')} processes; resume it with as many")
+        if self.ctx.is_main:  # the log keeps only the epochs the checkpoint has seen
+            rows = [r for r in self._read_log() if r["epoch"] <= self.epoch]
+            self._write_log(rows)
+        self.log(f"resumed from {path} at epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else ""))
+
+    def _save(self, epoch_end: bool) -> None:
+        if not self.ctx.is_main:
+            return
+        state = self.state()
+        save_atomic(state, self.out_dir / "last.pth")
+        if not epoch_end:
+            return
+        if self.cfg.train.keep_last > 0:
+            named = self.out_dir / f"epoch_{self.epoch:04d}.pth"
+            tmp = named.with_name(named.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(self.out_dir / "last.pth", tmp)  # the same bytes, no second write
+            except OSError:
+                save_atomic(state, tmp)
+            os.replace(tmp, named)
+            for old in sorted(self.out_dir.glob("epoch_*.pth"))[: -self.cfg.train.keep_last]:
+                old.unlink()
+
+    # ----------------------------------------------------------------- logs
+    def _read_log(self) -> list[dict[str, Any]]:
+        path = self.out_dir / "log.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+    def _write_log(self, rows: list[dict[str, Any]]) -> None:
+        from .evaluate import write_text_atomic
+
+        write_text_atomic(self.out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(self.out_dir / "log.csv", buf.getvalue())
+
+    def _open_tensorboard(self) -> None:
+        if not self.ctx.is_main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self.tb = SummaryWriter(str(self.out_dir / "tb"))
+
+    # ----------------------------------------------------------------- the loop
+    def train_epoch(self) -> dict[str, float]:
+        t, cfg = self.cfg.train, self.cfg
+        self.ddp.train()
+        if t.freeze_bn:
+            freeze_batchnorm(self.ddp)
+        skip_batches = self.step_in_epoch * t.accumulate
+        self.sampler.set_epoch(self.epoch, skip=skip_batches * t.batch_size)
+        loss_sum, count = self.partial if skip_batches else (0.0, 0)
+        start = time.perf_counter()
+        amp = AMP_DTYPES.get(t.amp)
+        n_batches = len(self.loader)
+        desc = f"epoch {self.epoch + 1}/{t.epochs}"
+        bar = tqdm(self.loader, desc=desc, disable=not self.progress, leave=False, unit="batch")
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(bar):
+            images = batch["image"].to(self.device, non_blocking=True)
+            if t.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            last_of_group = (i + 1) % t.accumulate == 0 or i + 1 == n_batches
+            sync = contextlib.nullcontext() if last_of_group or not self.ctx.enabled else self.ddp.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
+                    outputs = self.ddp(images)
+                loss = supervised_loss(outputs, batch, self.criterion, cfg.loss.output_weights, self.device)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower train.lr or check the data")
+                self.scaler.scale(loss / t.accumulate).backward()
+            n = images.shape[0]
+            loss_sum += loss.item() * n
+            count += n
+            if last_of_group:
+                if t.clip_grad_norm > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step_in_epoch += 1
+                self.partial = (loss_sum, count)
+                global_step = self.epoch * math.ceil(n_batches / t.accumulate) + self.step_in_epoch
+                if self.tb is not None and self.step_in_epoch % t.log_every == 0:
+                    self.tb.add_scalar("train/loss_step", loss.item(), global_step)
+                if t.checkpoint_every and self.step_in_epoch % t.checkpoint_every == 0 and i + 1 < n_batches:
+                    self._save(epoch_end=False)
+            bar.set_postfix(loss=f"{loss_sum / count:.2e}", img_s=f"{count * self.ctx.world_size / (time.perf_counter() - start):.0f}")
+        elapsed = time.perf_counter() - start
+        loss_sum, count = D.all_reduce_sum([loss_sum, float(count)], self.ctx)
+        return {"loss": loss_sum / max(count, 1), "images": int(count), "seconds": elapsed, "images_per_s": count / max(elapsed, 1e-9)}
+
+    def fit(self, on_start: Callable[[nn.Module, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        cfg, t = self.cfg, self.cfg.train
+        if self.ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.out_dir.glob("*.tmp"):  # a write an earlier run was killed in
+                stale.unlink()
+            save_config(cfg, self.out_dir / "config.yaml")
+        self._open_tensorboard()
+        n_params = sum(p.numel() for p in self.model.parameters())
+        where = f"{self.ctx.world_size} processes on {self.device.type}" if self.ctx.enabled else str(self.device)
+        self.log(f"data: {len(self.train_ds)} train people ({self.train_data.ann_file}), "
+                 f"{len(self.val_data.instances)} val people ({self.val_data.ann_file})")  # fmt: skip
+        self.log(f"model: {cfg.model.name} {cfg.model.kwargs or ''}{' + PoseReNet' if cfg.model.poserenet.enabled else ''} "
+                 f"{n_params / 1e6:.2f}M params, input {cfg.data.input_hw[0]}x{cfg.data.input_hw[1]}, {where}")  # fmt: skip
+        if on_start is not None:
+            on_start(self.model, {"meta": self.meta, "val_data": self.val_data, "train_data": self.train_data, "device": self.device})
+        rows = self._read_log() if self.ctx.is_main else []
+        while self.epoch < t.epochs:
+            lr = self.optimizer.param_groups[0]["lr"]
+            stats = self.train_epoch()
+            self.scheduler.step()
+            self.epoch += 1
+            self.step_in_epoch, self.partial = 0, (0.0, 0)
+            record: dict[str, Any] = {"epoch": self.epoch, "lr": lr, **{f"train_{k}": v for k, v in stats.items()}}
+            msg = f"epoch {self.epoch}/{t.epochs}  lr {lr:.1e}  loss {stats['loss']:.3e}  {stats['images_per_s']:.0f} img/s"
+            if self.ctx.enabled:
+                record["ranks_in_sync"] = D.weights_in_sync(self.model, self.ctx)
+            if self.epoch == t.epochs or self.epoch % t.val_every == 0:
+                self.metrics = evaluate_model(self.model, cfg, self.meta, self.val_data, self.device,
+                                              self.out_dir if self.ctx.is_main else None, self.progress, self.ctx)  # fmt: skip
+                record.update({f"val_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float))})
+                pck = f"PCK@{cfg.eval.pck_threshold:g}"
+                msg += f"  val AP {100 * self.metrics['AP']:.1f}  {pck} {100 * self.metrics.get(pck, float('nan')):.1f}"
+                value = self.metrics.get(t.best_metric)
+                if value is None:
+                    raise ConfigError(f"train.best_metric {t.best_metric!r} is not a validation metric ({', '.join(self.metrics)})")
+                if value > self.best:
+                    self.best = value
+                    if self.ctx.is_main:
+                        save_atomic(self.state(), self.out_dir / "best.pth")
+            self._save(epoch_end=True)
+            if self.ctx.is_main:
+                rows.append(record)
+                self._write_log(rows)
+                if self.tb is not None:
+                    for k, v in record.items():
+                        if isinstance(v, (int, float)) and k != "epoch":
+                            self.tb.add_scalar(k.replace("_", "/", 1), v, self.epoch)
+            self.log(msg)
+        if self.ctx.is_main and rows:
+            plot_curves(rows, self.out_dir / "curves.png", cfg.eval.pck_threshold)
+        if self.tb is not None:
+            self.tb.close()
+        return self.metrics
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, pck_threshold: float = 0.2) -> None:
+    """Training loss and validation scores per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = [r["epoch"] for r in rows]
+    ax1.plot(epochs, [r["train_loss"] for r in rows], marker="o", ms=3)
+    ax1.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
+    pck = f"val_PCK@{pck_threshold:g}"
+    for key, label in (("val_AP", "OKS AP"), (pck, f"PCK@{pck_threshold:g}"), ("val_PCKh Mean", "PCKh@0.5")):
+        pts = [(r["epoch"], 100 * r[key]) for r in rows if key in r]
+        if pts:
+            ax2.plot(*zip(*pts), marker="o", ms=3, label=label)
+    ax2.set(xlabel="epoch", ylabel="%", title="validation")
+    if ax2.lines:
+        ax2.legend()
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def train(
@@ -100,86 +395,14 @@ def train(
 ) -> dict[str, Any]:
     """Train and validate as `cfg` says; returns the last validation metrics.
 
-    `resume` continues from a checkpoint written by an earlier run (`last.pth`).
-    `on_start(model, context)` is called once before the first epoch (the demo uses it to
-    score the untrained model).
+    `resume` continues from a checkpoint written by an earlier run (`last.pth`, possibly
+    written mid-epoch). `on_start(model, context)` is called once before the first epoch (the
+    demo uses it to score the untrained model).
     """
-    seed_everything(cfg.train.seed)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    out_dir = cfg.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.yaml")
-
-    meta = build_meta(cfg)
-    model = build_model(cfg, meta).to(device)  # before the data: config mistakes surface at once
-    check_output_size(model, cfg)
-    train_data = load_split(cfg, meta, "train")
-    val_data = load_split(cfg, meta, "val")
-    if not train_data.instances:
-        raise PoseDataError(f"{train_data.ann_file}: no people with labelled keypoints to train on")
-    train_ds = build_dataset(cfg, meta, train_data, train=True)
-    log(f"data: {len(train_ds)} train people ({train_data.ann_file}), {len(val_data.instances)} val people ({val_data.ann_file})")
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.train.lr_steps), cfg.train.lr_factor)
-    criterion = JointsMSELoss()
-    start_epoch, best_ap, metrics = 0, -math.inf, {}
-    if resume:
-        ckpt = read_training_checkpoint(resume)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, best_ap, metrics = ckpt["epoch"], ckpt.get("best_ap", -math.inf), ckpt.get("metrics", {})
-        if "rng" in ckpt:
-            torch.set_rng_state(ckpt["rng"])
-        log(f"resumed from {resume} at epoch {start_epoch}")
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {cfg.model.name} {cfg.model.kwargs or ''} {n_params / 1e6:.2f}M params, input {cfg.data.input_hw[0]}x{cfg.data.input_hw[1]}, device {device}")
-    if on_start is not None:
-        on_start(model, {"meta": meta, "val_data": val_data, "train_data": train_data, "device": device})
-
-    for epoch in range(start_epoch, cfg.train.epochs):
-        train_ds.set_epoch(epoch)
-        shuffle = torch.Generator().manual_seed(cfg.train.seed * 100003 + epoch)
-        loader = DataLoader(
-            train_ds,
-            batch_size=cfg.train.batch_size,
-            shuffle=True,
-            generator=shuffle,
-            num_workers=cfg.data.num_workers,
-            pin_memory=device.type == "cuda",
-            drop_last=len(train_ds) > cfg.train.batch_size,
-        )
-        lr = optimizer.param_groups[0]["lr"]
-        desc = f"epoch {epoch + 1}/{cfg.train.epochs}"
-        stats = train_one_epoch(model, loader, optimizer, criterion, device, desc, cfg.loss.output_weights, progress)
-        scheduler.step()
-        last = epoch + 1 == cfg.train.epochs
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in stats.items()}}
-        msg = f"epoch {epoch + 1}/{cfg.train.epochs}  lr {lr:.1e}  loss {stats['loss']:.3e}  {stats['images_per_s']:.0f} img/s"
-        evaluated = last or (epoch + 1) % cfg.train.val_every == 0
-        if evaluated:
-            metrics = evaluate_model(model, cfg, meta, val_data, device, out_dir, progress)
-            record.update({f"val_{k}": v for k, v in metrics.items()})
-            msg += f"  val AP {100 * metrics['AP']:.1f}  PCK@{cfg.eval.pck_threshold:g} {100 * metrics[f'PCK@{cfg.eval.pck_threshold:g}']:.1f}"
-        ckpt = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch + 1,
-            "config": cfg.to_dict(),
-            "keypoints": list(meta.keypoints),
-            "metrics": metrics,
-            "best_ap": best_ap,
-            "rng": torch.get_rng_state(),
-        }
-        if evaluated and metrics["AP"] > best_ap:
-            best_ap = ckpt["best_ap"] = metrics["AP"]
-            save_atomic(ckpt, out_dir / "best.pth")
-        save_atomic(ckpt, out_dir / "last.pth")
-        with open(out_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        log(msg)
-    return metrics
+    try:
+        trainer = Trainer(cfg, progress, log)
+        if resume:
+            trainer.resume(resume)
+        return trainer.fit(on_start)
+    finally:
+        D.cleanup()

@@ -25,7 +25,7 @@ def test_overrides_and_types(tmp_path):
 @pytest.mark.parametrize(
     "text, override, message",
     [
-        ("train:\n  epoch: 3\n", None, r"exp.yaml: unknown key\(s\) train.epoch; known in train: batch_size"),
+        ("train:\n  epoch: 3\n", None, r"exp.yaml: unknown key\(s\) train.epoch \(did you mean train.epochs\?\); known in train: accumulate"),
         ("train:\n  epochs: many\n", None, r"exp.yaml: train.epochs: expected an integer"),
         ("data:\n  input_hw: [256]\n", None, r"data.input_hw: expected 2 values"),
         ("train: [1]\n", None, r"train: expected a mapping"),
