@@ -348,7 +348,7 @@ class Trainer:
                 self._write_log(rows)
                 if self.tb is not None:
                     for k, v in record.items():
-                        if isinstance(v, (int, float)) and k != "epoch":
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
                             self.tb.add_scalar(k.replace("_", "/", 1), v, self.epoch)
             self.log(msg)
         if self.ctx.is_main and rows:
@@ -361,6 +361,7 @@ class Trainer:
 def plot_curves(rows: list[dict[str, Any]], path: Path, pck_threshold: float = 0.2) -> None:
     """Training loss and validation scores per epoch, as a PNG."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -379,6 +380,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, pck_threshold: float = 0
         ax2.legend()
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
