@@ -18,6 +18,8 @@ from . import __version__
 from .config import Config, load_config
 from .errors import ConfigError, PoseDataError
 
+log = logging.getLogger("poserenet")
+
 DEMO_CONFIG = "synth_r18slim_128x96_dark"
 TABLE_COLUMNS = ["run", "AP", "AP50", "AP75", "APM", "APL", "AR", "PCK@0.2"]
 
@@ -292,6 +294,149 @@ def cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def _read_boxes(path: str | None, ann: str | None) -> dict[str, list] | None:
+    """Boxes by file name (or frame number): from {name: [[x, y, w, h(, score)], ...]}, or from
+    a COCO detection-results list whose image ids `ann` (a COCO file) maps to file names."""
+    if path is None:
+        return None
+    from .metrics import read_json
+
+    data = read_json(path, "boxes file")
+    if isinstance(data, dict):
+        return {str(k): v for k, v in data.items()}
+    if not isinstance(data, list):
+        raise PoseDataError(f"{path}: expected a COCO detection list or a {{file name: boxes}} mapping")
+    if ann is None:
+        raise ConfigError(f"{path} is a COCO detection list: give --ann, the COCO file whose 'images' name its image ids")
+    names = {img["id"]: img["file_name"] for img in read_json(ann, "annotation file").get("images", [])}
+    boxes: dict[str, list] = {}
+    for i, d in enumerate(data):
+        if d.get("image_id") not in names:
+            raise PoseDataError(f"{path}: detection {i} has image id {d.get('image_id')!r}, which {ann} does not list")
+        if d.get("category_id", 1) == 1:
+            boxes.setdefault(names[d["image_id"]], []).append([*d["bbox"], d.get("score", 1.0)])
+    return boxes
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Keypoints for an image, a folder or a video: drawn copies and a COCO results JSON."""
+    import cv2
+    from tqdm import tqdm
+
+    from .evaluate import write_json_atomic
+    from .inference import Predictor
+    from .visualize import draw_pose, save_rgb
+
+    src = Path(args.input)
+    if not src.exists():
+        raise PoseDataError(f"{src}: no such image, folder or video")
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.config, args.device, fast=not args.no_fast,
+                                          flip_test=args.flip, batch_size=args.batch_size, keypoints=args.keypoints)  # fmt: skip
+    boxes = _read_boxes(args.boxes, args.ann)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    skipped_boxes = unreadable = 0
+
+    def draw(img: np.ndarray, people: list) -> np.ndarray:
+        canvas = img.copy()
+        thick = max(1, round(max(img.shape[:2]) / 300))
+        for p in people:
+            draw_pose(canvas, p.keypoints[:, :2], predictor.meta, p.keypoints[:, 2], args.threshold, thick, show_scores=args.scores)
+        return canvas
+
+    def record(image_id: int, name: str, people: list) -> None:
+        for p in people:
+            results.append({"image_id": image_id, "category_id": 1, "score": round(p.score, 6), "file_name": name,
+                            "keypoints": [round(float(v), 3) for v in p.keypoints.reshape(-1)]})  # fmt: skip
+
+    if src.suffix.lower() in VIDEO_EXTS:
+        cap = cv2.VideoCapture(str(src))
+        if not cap.isOpened():
+            raise PoseDataError(f"{src}: cannot be opened as a video")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        video_out = out / f"{src.stem}_pose.mp4"
+        writer = None
+
+        def frames():
+            i = 0
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), (boxes or {}).get(str(i)) if boxes is not None else None
+                i += 1
+
+        for i, (img, people, skipped) in enumerate(tqdm(predictor.predict_many(frames()), total=n, desc=src.name,
+                                                        unit="frame", disable=args.quiet)):  # fmt: skip
+            skipped_boxes += skipped
+            if writer is None:
+                writer = cv2.VideoWriter(str(video_out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0]))
+            writer.write(cv2.cvtColor(draw(img, people), cv2.COLOR_RGB2BGR))
+            record(i, f"{src.name}#{i}", people)
+        cap.release()
+        if writer is None:
+            raise PoseDataError(f"{src}: no frames could be read")
+        writer.release()
+        print(f"video: {video_out}")
+    else:
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS) if src.is_dir() else [src]
+        if not files:
+            raise PoseDataError(f"{src}: no images ({', '.join(sorted(IMAGE_EXTS))}) in this folder")
+
+        def images():
+            nonlocal unreadable
+            from .datasets import read_image
+
+            for f in files:
+                try:
+                    img = read_image(str(f))
+                except PoseDataError:
+                    if not src.is_dir():
+                        raise
+                    unreadable += 1
+                    log.warning("skipped unreadable image %s", f)
+                    continue
+                yield f, img
+
+        named: list[Path] = []
+
+        def items():
+            for f, img in images():
+                named.append(f)
+                yield img, (boxes.get(f.name, []) if boxes is not None else None)
+
+        for i, (img, people, skipped) in enumerate(tqdm(predictor.predict_many(items()), total=len(files), desc=src.name,
+                                                        unit="image", disable=args.quiet or len(files) == 1)):  # fmt: skip
+            skipped_boxes += skipped
+            f = named[i]
+            save_rgb(out / f.name if f.suffix.lower() in (".jpg", ".jpeg", ".png") else out / f"{f.stem}.png", draw(img, people))
+            record(i, f.name, people)
+        print(f"drawn images: {out}/ ({len(named)} images)")
+    write_json_atomic(out / "results.json", results)
+    print(f"results: {out / 'results.json'} ({len(results)} people)")
+    if unreadable:
+        print(f"skipped {unreadable} unreadable image(s)", file=sys.stderr)
+    if skipped_boxes:
+        print(f"skipped {skipped_boxes} box(es) outside their image or of no size", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .inference import export_onnx
+
+    worst = export_onnx(args.checkpoint, args.onnx, args.config, args.flip, args.opset)
+    print(f"{args.onnx}: keypoints and scores out; onnxruntime vs PyTorch on test images: max difference {worst:.2e} px")
+    if worst > 1e-3:
+        print("warning: larger than 1e-3 px", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic data (cached) -> train a small model for a few minutes -> evaluate -> PNG."""
     from .evaluate import evaluate_model, mean_pose_baseline, score, to_coco_results
@@ -409,6 +554,31 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--backend", choices=["pycocotools", "faster-coco-eval"], default="pycocotools")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_metrics)
+
+    pr = sub.add_parser("predict", help="keypoints for an image, a folder or a video (drawn, and a COCO results JSON)")
+    pr.add_argument("checkpoint", help="a training checkpoint, a state dict (with --config) or an exported .onnx")
+    pr.add_argument("input", help="an image, a folder of images or a video file")
+    pr.add_argument("--config", help="the config of a checkpoint that has none inside (e.g. an official release)")
+    pr.add_argument("--boxes", help="person boxes: {file name or frame: [[x, y, w, h(, score)], ...]} or a COCO detection list (with --ann)")
+    pr.add_argument("--ann", help="COCO file naming the image ids of a COCO detection list")
+    pr.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
+    pr.add_argument("--keypoints", help="refuse a model of another keypoint set than this (name or file)")
+    pr.add_argument("--scores", action="store_true", help="write keypoint scores on the drawings")
+    pr.add_argument("--threshold", type=float, default=0.3, help="draw keypoints scoring above this (default 0.3)")
+    pr.add_argument("--flip", action="store_true", help="flip test (twice the compute)")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--no-fast", action="store_true", help="plain eager PyTorch (no BatchNorm folding or channels_last)")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="ONNX export with the decoding inside (keypoints and scores out)")
+    ex.add_argument("checkpoint")
+    ex.add_argument("--onnx", required=True, metavar="OUT.onnx")
+    ex.add_argument("--config", help="the config of a checkpoint that has none inside")
+    ex.add_argument("--flip", action="store_true", help="put the flip test inside the graph")
+    ex.add_argument("--opset", type=int, default=17)
+    ex.set_defaults(func=cmd_export)
 
     t = sub.add_parser("table", help="a paper-style Markdown table from evaluated run directories")
     t.add_argument("runs", nargs="+", metavar="RUN_DIR")

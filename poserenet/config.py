@@ -273,5 +273,13 @@ def load_config(spec: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"{source}: {e}") from None
 
 
+def config_from_dict(values: dict[str, Any], source: str = "<checkpoint>") -> Config:
+    """A Config from plain data (e.g. the `config` stored in a training checkpoint)."""
+    try:
+        return _build(Config, dict(values), "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -243,3 +243,12 @@ def meta_from_coco(gt: dict[str, Any], source: str = "<annotations>") -> Keypoin
             return meta
     skeleton = [[a - 1, b - 1] for a, b in cats[0].get("skeleton") or []]  # COCO's are 1-based
     return meta_from_dict({"name": cats[0].get("name", "custom"), "keypoints": list(names), "skeleton": skeleton}, source)
+
+
+def meta_to_dict(meta: KeypointMeta) -> dict[str, Any]:
+    """Plain data (lists, numbers, strings) that `meta_from_dict` turns back into `meta`."""
+    return {
+        "name": meta.name, "keypoints": list(meta.keypoints), "flip_pairs": [list(p) for p in meta.flip_pairs],
+        "skeleton": [list(p) for p in meta.skeleton], "sigmas": list(meta.sigmas), "joint_weights": list(meta.joint_weights),
+        "upper_body": list(meta.upper_body), "torso": [list(p) for p in meta.torso],
+    }  # fmt: skip

@@ -38,6 +38,7 @@ from .config import Config, save_config
 from .errors import ConfigError, PoseDataError
 from .evaluate import evaluate_model
 from .loss import JointsMSELoss
+from .meta import meta_to_dict
 from .pipeline import build_dataset, build_meta, build_model, check_output_size, load_split
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -187,6 +188,7 @@ class Trainer:
             "world_size": self.ctx.world_size,
             "config": self.cfg.to_dict(),
             "keypoints": list(self.meta.keypoints),
+            "meta": meta_to_dict(self.meta),  # so that inference needs no keypoint-set file
         }
 
     def resume(self, path: str | Path) -> None:

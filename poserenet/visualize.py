@@ -25,11 +25,12 @@ def draw_pose(
     threshold: float = 0.2,
     thickness: int = 2,
     color: tuple[int, int, int] | None = None,
+    show_scores: bool = False,
 ) -> np.ndarray:
     """Draw one person's skeleton (RGB image, keypoints [K, 2] or [K, 3]) in place and return it.
 
     Joints with a score (or visibility) at or below `threshold` are left out; limbs take one
-    colour each, or `color` for all.
+    colour each, or `color` for all; `show_scores` writes each joint's score beside it.
     """
     pts = np.asarray(keypoints, dtype=np.float64)
     s = scores if scores is not None else (pts[:, 2] if pts.shape[1] > 2 else np.ones(len(pts)))
@@ -40,6 +41,11 @@ def draw_pose(
             cv2.line(image, _pt(pts[a]), _pt(pts[b]), color or c, thickness, cv2.LINE_AA)
     for j in np.flatnonzero(ok):
         cv2.circle(image, _pt(pts[j]), thickness + 1, color or (255, 255, 255), -1, cv2.LINE_AA)
+        if show_scores:
+            x, y = _pt(pts[j])
+            scale = max(0.3, thickness * 0.2)
+            cv2.putText(image, f"{float(s[j]):.2f}", (x + 3, y - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 1, cv2.LINE_AA)
+            cv2.putText(image, f"{float(s[j]):.2f}", (x + 3, y - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return image
 
 

@@ -30,3 +30,15 @@ def available_backends() -> list[str]:
     import importlib.util
 
     return ["pycocotools"] + (["faster-coco-eval"] if importlib.util.find_spec("faster_coco_eval") else [])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_synth, tmp_path_factory):
+    """A small model trained for two epochs on the tiny synthetic set (a real checkpoint)."""
+    from poserenet.cli import main
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    sets = [f"data.root={tiny_synth}", f"train.out_dir={out}", "train.epochs=2", "train.batch_size=8", "data.num_workers=0",
+            "train.lr_steps=[100]", "train.lr=3e-3", "model.kwargs={base_width: 16, deconv_channels: 32}", "codec.sigma=2.0"]
+    assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *[a for s in sets for a in ("--set", s)]]) == 0
+    return out / "last.pth"

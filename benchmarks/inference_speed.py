@@ -1,0 +1,72 @@
+"""Images/s of top-down inference (model + decoding to image coordinates) on the CPU:
+plain eager PyTorch, the fast path (BatchNorm folded, channels_last, inference_mode) and
+onnxruntime, as ratios against plain eager, in one run.
+
+    python benchmarks/inference_speed.py [--model hrnet_w32] [--input 256x192] [--batch 1 32] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from poserenet import create_model
+from poserenet.codec import HeatmapCodec
+from poserenet.inference import OnnxRunner, PoseHead, TorchRunner, optimize_for_inference
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="hrnet_w32")
+    p.add_argument("--input", default="256x192")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile on the fast path")
+    args = p.parse_args()
+    h, w = (int(v) for v in args.input.split("x"))
+    torch.manual_seed(0)
+    model = create_model(args.model, 17).eval()
+    codec = HeatmapCodec((h, w), (h // 4, w // 4), 2.0, dark=True)
+    runners = {
+        "eager": TorchRunner(PoseHead(model, codec), torch.device("cpu"), channels_last=False),
+        "fast path": TorchRunner(PoseHead(optimize_for_inference(model), codec), torch.device("cpu"), channels_last=True),
+    }
+    if args.compile:
+        runners["fast path + compile"] = TorchRunner(PoseHead(optimize_for_inference(model, compile=True), codec), torch.device("cpu"), True)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_file = Path(tmp) / "m.onnx"
+        head = PoseHead(model, codec)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(head, (torch.zeros(1, 3, h, w), torch.zeros(1, 2), torch.ones(1, 2)), str(onnx_file),
+                              input_names=["images", "center", "scale"], output_names=["keypoints", "scores"],
+                              dynamic_axes={n: {0: "b"} for n in ("images", "center", "scale", "keypoints", "scores")},
+                              opset_version=17, dynamo=False)  # fmt: skip
+        runners["onnxruntime"] = OnnxRunner(onnx_file, require_metadata=False)
+        print(f"{args.model} at {h}x{w} (with decoding), {torch.get_num_threads()} CPU threads, torch {torch.__version__}")
+        for b in args.batch:
+            x = np.random.default_rng(0).standard_normal((b, 3, h, w)).astype(np.float32)
+            c = np.full((b, 2), 100, np.float32)
+            s = np.full((b, 2), 200, np.float32)
+            rates = {}
+            for name, run in runners.items():
+                run(x, c, s)  # warm-up
+                times = []
+                for _ in range(args.repeat):
+                    t = time.perf_counter()
+                    run(x, c, s)
+                    times.append(time.perf_counter() - t)
+                rates[name] = b / statistics.median(times)
+            base = rates["eager"]
+            print(f"batch {b}: " + ", ".join(f"{n} {r:.1f} img/s ({r / base:.2f}x)" for n, r in rates.items()))
+
+
+if __name__ == "__main__":
+    main()
