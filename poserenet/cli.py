@@ -298,37 +298,13 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
-def _read_boxes(path: str | None, ann: str | None) -> dict[str, list] | None:
-    """Boxes by file name (or frame number): from {name: [[x, y, w, h(, score)], ...]}, or from
-    a COCO detection-results list whose image ids `ann` (a COCO file) maps to file names."""
-    if path is None:
-        return None
-    from .metrics import read_json
-
-    data = read_json(path, "boxes file")
-    if isinstance(data, dict):
-        return {str(k): v for k, v in data.items()}
-    if not isinstance(data, list):
-        raise PoseDataError(f"{path}: expected a COCO detection list or a {{file name: boxes}} mapping")
-    if ann is None:
-        raise ConfigError(f"{path} is a COCO detection list: give --ann, the COCO file whose 'images' name its image ids")
-    names = {img["id"]: img["file_name"] for img in read_json(ann, "annotation file").get("images", [])}
-    boxes: dict[str, list] = {}
-    for i, d in enumerate(data):
-        if d.get("image_id") not in names:
-            raise PoseDataError(f"{path}: detection {i} has image id {d.get('image_id')!r}, which {ann} does not list")
-        if d.get("category_id", 1) == 1:
-            boxes.setdefault(names[d["image_id"]], []).append([*d["bbox"], d.get("score", 1.0)])
-    return boxes
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     """Keypoints for an image, a folder or a video: drawn copies and a COCO results JSON."""
     import cv2
     from tqdm import tqdm
 
     from .evaluate import write_json_atomic
-    from .inference import Predictor
+    from .inference import Predictor, read_boxes
     from .visualize import draw_pose, save_rgb
 
     src = Path(args.input)
@@ -336,7 +312,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise PoseDataError(f"{src}: no such image, folder or video")
     predictor = Predictor.from_checkpoint(args.checkpoint, args.config, args.device, fast=not args.no_fast,
                                           flip_test=args.flip, batch_size=args.batch_size, keypoints=args.keypoints)  # fmt: skip
-    boxes = _read_boxes(args.boxes, args.ann)
+    boxes = read_boxes(args.boxes, args.ann) if args.boxes else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []

@@ -258,6 +258,28 @@ class Predictor:
             yield img, people, skipped
 
 
+def read_boxes(path: str | Path, ann: str | Path | None = None) -> dict[str, list]:
+    """Boxes by file name (or frame number): from {name: [[x, y, w, h(, score)], ...]}, or from
+    a COCO detection-results list whose image ids `ann` (a COCO file) maps to file names."""
+    from .metrics import read_json
+
+    data = read_json(path, "boxes file")
+    if isinstance(data, dict):
+        return {str(k): v for k, v in data.items()}
+    if not isinstance(data, list):
+        raise PoseDataError(f"{path}: expected a COCO detection list or a {{file name: boxes}} mapping")
+    if ann is None:
+        raise ConfigError(f"{path} is a COCO detection list: give --ann (ann=...), the COCO file whose 'images' name its image ids")
+    names = {img["id"]: img["file_name"] for img in read_json(ann, "annotation file").get("images", [])}
+    boxes: dict[str, list] = {}
+    for i, d in enumerate(data):
+        if d.get("image_id") not in names:
+            raise PoseDataError(f"{path}: detection {i} has image id {d.get('image_id')!r}, which {ann} does not list")
+        if d.get("category_id", 1) == 1:
+            boxes.setdefault(names[d["image_id"]], []).append([*d["bbox"], d.get("score", 1.0)])
+    return boxes
+
+
 def build_head(path: str | Path, config: str | Path | None = None, flip_test: bool = False) -> tuple[PoseHead, KeypointMeta, Any]:
     """The PoseHead of a checkpoint: its own config and keypoint set when it is a training
     checkpoint, else those of `config`."""

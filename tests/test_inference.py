@@ -192,3 +192,19 @@ def test_export_command(tiny_checkpoint, tmp_path, capsys):
 
     model = onnx.load(str(tmp_path / "m.onnx"))
     assert [o.name for o in model.graph.output] == ["keypoints", "scores"]
+
+
+def test_boxes_from_a_coco_detection_file(tiny_checkpoint):
+    from conftest import shared
+
+    from poserenet.inference import read_boxes
+
+    root = shared("mmpose_fixtures", "coco")
+    boxes = read_boxes(root / "test_coco_det_AP_H_56.json", root / "test_coco.json")
+    assert boxes and all((root / name).is_file() for name in boxes)
+    assert all(len(b) == 5 for bs in boxes.values() for b in bs)
+    name, bs = next(iter(boxes.items()))
+    people = Predictor.from_checkpoint(tiny_checkpoint)(root / name, bs)
+    assert 0 < len(people) <= len(bs)
+    with pytest.raises(ConfigError, match="give --ann"):
+        read_boxes(root / "test_coco_det_AP_H_56.json")
