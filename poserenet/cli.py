@@ -208,6 +208,58 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_boost(args: argparse.Namespace) -> int:
+    """Attach PoseReNet to a trained model (starting exactly where it is), train it, and report
+    the base and boosted metrics in one table."""
+    from .checkpoint import load_weights, read_state_dict
+    from .config import config_from_dict
+    from .evaluate import evaluate_model, format_table, write_json_atomic
+    from .models import create_model
+    from .pipeline import build_meta, load_split, resolve_device
+    from .train import train
+
+    base = Path(args.base)
+    overrides = ["model.poserenet.enabled=true", "model.poserenet.zero_init=true", f"model.pretrained={base.resolve()}",
+                 "model.pretrained_scope=all", f"train.freeze={args.freeze}", f"train.backbone_lr_factor={args.backbone_lr_factor}",
+                 f"model.poserenet.aggregation={args.aggregation}", *(["train.epochs=%d" % args.epochs] if args.epochs else [])]  # fmt: skip
+    if args.freeze != "backbone":
+        # A backbone that trains keeps its own heatmaps supervised: otherwise the plug-in's
+        # auxiliary (lifted) loss pulls it away from what made it good (measured on LSPET).
+        overrides.append("loss.output_weights={backbone: 1.0}")
+    if args.config:
+        cfg = load_config(args.config, overrides)
+    else:  # our own checkpoints carry their config
+        raw = torch.load(base, map_location="cpu", weights_only=True) if base.is_file() else None
+        if not isinstance(raw, dict) or "config" not in raw:
+            raise ConfigError(f"{base}: has no config inside; give --config (the data and model of the base)")
+        cfg = config_from_dict(raw["config"], str(base), overrides)
+    # A run directory of its own, whatever the base's config says: the base run stays untouched.
+    cfg.train.out_dir = args.out or f"runs/{cfg.name}_boost"
+    for item in args.overrides:  # the user's --set come last
+        cfg = config_from_dict(cfg.to_dict(), "--set", [item])
+    if cfg.out_dir.resolve() == base.resolve().parent:
+        raise ConfigError(f"{cfg.out_dir}: is the base model's run directory; boost into another (--out)")
+    meta = build_meta(cfg)
+    device = resolve_device(cfg.train.device)
+    base_model = create_model(cfg.model.name, meta.num_keypoints, **cfg.model.kwargs)
+    load_weights(base_model, read_state_dict(base), source=f"{base} (base {cfg.model.name})")
+    val = load_split(cfg, meta, "val")
+    print(f"scoring the base model on {val.ann_file}")
+    before = evaluate_model(base_model.to(device), cfg, meta, val, device, progress=not args.quiet)
+    after = train(cfg, progress=not args.quiet)
+    pck = f"PCK@{cfg.eval.pck_threshold:g}"
+    cols = ["run", "AP", "AP50", "AP75", "APM", "APL", "AR", pck]
+    p = cfg.model.poserenet
+    rows = [{"run": f"base ({base.name})", **before},
+            {"run": f"+ PoseReNet ({p.aggregation}, freeze {cfg.train.freeze}, {cfg.train.epochs} epochs)", **after}]  # fmt: skip
+    delta = {"run": "change", **{c: f"{100 * (after[c] - before[c]):+.1f}" for c in cols[1:] if c in before and c in after}}
+    print()
+    print(format_table(rows + [delta], cols))
+    print(f"boxes: {after.get('boxes')}; run directory: {cfg.out_dir}")
+    write_json_atomic(cfg.out_dir / "boost.json", {"base": before, "boosted": after, "base_checkpoint": str(base)})
+    return 0
+
+
 def cmd_complexity(args: argparse.Namespace) -> int:
     """Params, GFLOPs (official HRNet counting) and true GMACs, with and without PoseReNet."""
     from dataclasses import replace
@@ -555,6 +607,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--flip", action="store_true", help="put the flip test inside the graph")
     ex.add_argument("--opset", type=int, default=17)
     ex.set_defaults(func=cmd_export)
+
+    bo = sub.add_parser("boost", help="attach PoseReNet to a trained model, train it, compare with the base")
+    bo.add_argument("base", metavar="BASE_CHECKPOINT", help="a trained model: ours, or an official HRNet/SimpleBaseline state dict")
+    bo.add_argument("--config", help="data, model and training of the boost (default: the base checkpoint's own)")
+    bo.add_argument("--freeze", choices=["backbone", "head", "none"], default="backbone",
+                    help="backbone: only the plug-in trains (default); head: also the backbone's output layers; none: all")
+    bo.add_argument("--backbone-lr-factor", type=float, default=0.1, help="backbone learning rate x this when it trains (default 0.1)")
+    bo.add_argument("--aggregation", default="sum", choices=["sum", "gate", "fusion"])
+    bo.add_argument("--epochs", type=int, default=0)
+    bo.add_argument("--out", help="run directory (default runs/<config>_boost)")
+    bo.add_argument("--quiet", action="store_true")
+    _add_overrides(bo)
+    bo.set_defaults(func=cmd_boost)
 
     t = sub.add_parser("table", help="a paper-style Markdown table from evaluated run directories")
     t.add_argument("runs", nargs="+", metavar="RUN_DIR")

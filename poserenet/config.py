@@ -97,6 +97,10 @@ class TrainConfig:
     freeze_bn: bool = False  # BatchNorm layers keep their running statistics (small batches, fine-tuning)
     deterministic: bool = False  # deterministic kernels (bitwise-reproducible runs and resumes)
     checkpoint_every: int = 0  # also write last.pth every N optimizer steps within an epoch (0: epoch ends only)
+    # With PoseReNet: which backbone weights train. none: all train | head: only the backbone's
+    # output layers | backbone: none (only the plug-in learns). Frozen parts keep BatchNorm statistics.
+    freeze: str = "none"
+    backbone_lr_factor: float = 1.0  # the backbone's learning rate relative to train.lr
     keep_last: int = 3  # epoch_NNNN.pth files kept beside last.pth and best.pth (0: none)
     best_metric: str = "AP"  # validation metric that picks best.pth
     persistent_workers: bool = True  # keep data workers alive between epochs
@@ -237,6 +241,25 @@ def resolve_config_path(spec: str | Path) -> Path:
     raise ConfigError(f"{spec}: no such config file (shipped configs: {shipped})")
 
 
+def _apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key=value, e.g. train.epochs=10")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: {part} is not a section")
+        node[parts[-1]] = value
+    return values
+
+
 def load_config(spec: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults, then the YAML file (if any), then `key.sub=value` overrides."""
     values: dict[str, Any] = {}
@@ -252,31 +275,17 @@ def load_config(spec: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: expected a mapping at the top level")
         values = loaded
         values.setdefault("name", path.stem)
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item}: expected key=value, e.g. train.epochs=10")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        node = values
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item}: {part} is not a section")
-        node[parts[-1]] = value
+    return config_from_dict(values, source, overrides)
+
+
+def config_from_dict(values: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None) -> Config:
+    """A Config from plain data (a YAML file's, or the `config` stored in a training
+    checkpoint), then `key.sub=value` overrides."""
+    import copy
+
+    values = _apply_overrides(copy.deepcopy(dict(values)), overrides or [])
     try:
         return _build(Config, values, "")
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
-
-
-def config_from_dict(values: dict[str, Any], source: str = "<checkpoint>") -> Config:
-    """A Config from plain data (e.g. the `config` stored in a training checkpoint)."""
-    try:
-        return _build(Config, dict(values), "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 

@@ -102,11 +102,41 @@ def supervised_loss(
     return total
 
 
-def freeze_batchnorm(model: nn.Module) -> None:
-    """BatchNorm layers to eval mode: they normalise with their running statistics."""
+def freeze_batchnorm(model: nn.Module, only_frozen: bool = False) -> None:
+    """BatchNorm layers to eval mode: they normalise with their running statistics (with
+    `only_frozen`, just those whose weights do not train)."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+            if not only_frozen or (m.weight is not None and not m.weight.requires_grad):
+                m.eval()
+
+
+def parameter_groups(model: nn.Module, t: Any) -> list[dict[str, Any]]:
+    """Optimizer groups: with PoseReNet, the backbone at `backbone_lr_factor` x lr and frozen as
+    `train.freeze` says; the plug-in at lr."""
+    from .checkpoint import HEAD_PREFIXES
+    from .models import PoseReNet
+
+    if t.freeze not in ("none", "head", "backbone"):
+        raise ConfigError(f"train.freeze must be none, head or backbone, got {t.freeze!r}")
+    if not isinstance(model, PoseReNet):
+        if t.freeze != "none" or t.backbone_lr_factor != 1.0:
+            raise ConfigError("train.freeze and train.backbone_lr_factor apply to PoseReNet models (model.poserenet.enabled=true)")
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    head = HEAD_PREFIXES.get(type(model.backbone).__name__, ())
+    backbone = []
+    for name, p in model.backbone.named_parameters():
+        if t.freeze == "backbone" or (t.freeze == "head" and not name.startswith(head)):
+            p.requires_grad_(False)
+        elif p.requires_grad:
+            backbone.append(p)
+    groups = [{"params": list(model.refine.parameters()), "lr": t.lr}]
+    if backbone and t.backbone_lr_factor > 0:
+        groups.append({"params": backbone, "lr": t.lr * t.backbone_lr_factor})
+    elif backbone:
+        for p in backbone:
+            p.requires_grad_(False)
+    return groups
 
 
 class Trainer:
@@ -163,7 +193,7 @@ class Trainer:
             persistent_workers=t.persistent_workers and cfg.data.num_workers > 0,
             drop_last=len(self.train_ds) // self.ctx.world_size > t.batch_size,
         )
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.optimizer = torch.optim.Adam(parameter_groups(model, t), lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(t.lr_steps), t.lr_factor)
         self.scaler = torch.amp.GradScaler("cuda", enabled=t.amp == "fp16")
         self.criterion = JointsMSELoss()
@@ -258,8 +288,7 @@ class Trainer:
     def train_epoch(self) -> dict[str, float]:
         t, cfg = self.cfg.train, self.cfg
         self.ddp.train()
-        if t.freeze_bn:
-            freeze_batchnorm(self.ddp)
+        freeze_batchnorm(self.ddp, only_frozen=not t.freeze_bn)
         skip_batches = self.step_in_epoch * t.accumulate
         self.sampler.set_epoch(self.epoch, skip=skip_batches * t.batch_size)
         loss_sum, count = self.partial if skip_batches else (0.0, 0)
@@ -313,11 +342,12 @@ class Trainer:
             save_config(cfg, self.out_dir / "config.yaml")
         self._open_tensorboard()
         n_params = sum(p.numel() for p in self.model.parameters())
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         where = f"{self.ctx.world_size} processes on {self.device.type}" if self.ctx.enabled else str(self.device)
         self.log(f"data: {len(self.train_ds)} train people ({self.train_data.ann_file}), "
                  f"{len(self.val_data.instances)} val people ({self.val_data.ann_file})")  # fmt: skip
         self.log(f"model: {cfg.model.name} {cfg.model.kwargs or ''}{' + PoseReNet' if cfg.model.poserenet.enabled else ''} "
-                 f"{n_params / 1e6:.2f}M params, input {cfg.data.input_hw[0]}x{cfg.data.input_hw[1]}, {where}")  # fmt: skip
+                 f"{n_params / 1e6:.2f}M params ({n_train / 1e6:.3f}M trained), input {cfg.data.input_hw[0]}x{cfg.data.input_hw[1]}, {where}")  # fmt: skip
         if on_start is not None:
             on_start(self.model, {"meta": self.meta, "val_data": self.val_data, "train_data": self.train_data, "device": self.device})
         rows = self._read_log() if self.ctx.is_main else []

@@ -17,6 +17,9 @@ f_out = Aggregation(f1, f2, f3); the paper leaves Aggregation open, so these are
 - "lifted": up2(f1 + f3) + f2, at 2H x 2W (decoded at the finer resolution);
 - "fusion": conv1x1([f1, f3, avgpool2(f2)]), a learned 3K -> K fusion.
 
+With `zero_init` (for boosting a trained model) the output is f_in + g * (f_out - f_in) with a
+learned per-keypoint g that starts at 0, so the boosted model starts exactly where the base is.
+
 In training mode the module returns a dict of every supervised output: "heatmaps" (f_out),
 "lifted" (f2), "backbone" (f_in), and any extra outputs of the backbone (e.g. hourglass stacks);
 in eval mode only f_out.
@@ -43,6 +46,9 @@ class PoseReNetConfig:
     channel_attention: bool = True  # branch 1
     lifting: bool = True  # branch 2
     identity: bool = True  # branch 3
+    # Start as the identity (for boosting a trained model): f_out = f_in + g * (Aggregation - f_in),
+    # with a learned per-keypoint g that starts at 0.
+    zero_init: bool = False
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
@@ -94,6 +100,17 @@ class IdentityBranch(nn.Module):
         return self.conv_b(self.conv_a(x))
 
 
+class ResidualGate(nn.Module):
+    """Per-keypoint mixing weight between the backbone's heatmaps and the refined ones."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, f_in: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
+        return f_in + self.weight * (refined - f_in)
+
+
 class PoseReNet(nn.Module):
     """A backbone followed by the refinement branches. Parameters: `backbone.*` (the wrapped
     model's own names, so its checkpoints load into it) and `refine.*`."""
@@ -107,6 +124,8 @@ class PoseReNet(nn.Module):
             raise ValueError("PoseReNet needs the channel attention or the identity branch (the lifted map alone is a gate)")
         if cfg.aggregation in ("gate", "lifted") and not cfg.lifting:
             raise ValueError(f"PoseReNet aggregation {cfg.aggregation!r} needs the resolution lifting branch")
+        if cfg.zero_init and cfg.aggregation == "lifted":
+            raise ValueError("zero_init needs an output at the backbone's resolution; use aggregation sum, gate or fusion")
         self.cfg = cfg
         self.num_keypoints = num_keypoints
         self.backbone = backbone
@@ -121,6 +140,8 @@ class PoseReNet(nn.Module):
         if cfg.aggregation == "fusion":
             n_in = int(cfg.channel_attention) + int(cfg.lifting) + int(cfg.identity)
             self.refine["fusion"] = nn.Conv2d(n_in * k, k, 1)
+        if cfg.zero_init:
+            self.refine["gate"] = ResidualGate(k)
 
     @classmethod
     def wrap(cls, model: nn.Module, num_keypoints: int, **options) -> PoseReNet:
@@ -148,6 +169,8 @@ class PoseReNet(nn.Module):
         else:  # fusion
             parts = base + ([F.avg_pool2d(f2, 2)] if f2 is not None else [])
             out = r["fusion"](torch.cat(parts, dim=1))
+        if "gate" in r:
+            out = r["gate"](f_in, out)
         outputs = {"heatmaps": out, "backbone": f_in}
         if f2 is not None:
             outputs["lifted"] = f2
