@@ -80,11 +80,16 @@ class ChannelAttention(nn.Module):
 
 
 class ResolutionLifting(nn.Module):
+    # The sigmoid map starts near 0 (a prior of 1%, as detectors initialise their classifiers):
+    # at 0.5 everywhere its MSE against mostly-zero targets would swamp the heatmap loss.
+    PRIOR = 0.01
+
     def __init__(self, channels: int):
         super().__init__()
         self.deconv = nn.ConvTranspose2d(channels, channels, 4, 2, 1, bias=False)
         self.conv1 = nn.Conv2d(channels, channels, 1)
         self.conv3 = nn.Conv2d(channels, channels, 3, 1, 1)
+        nn.init.constant_(self.conv3.bias, -math.log((1 - self.PRIOR) / self.PRIOR))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv3(self.conv1(self.deconv(x))))
