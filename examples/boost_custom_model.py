@@ -79,7 +79,7 @@ def main() -> None:
         fit(base, ds, args.epochs, base.parameters())
         before = evaluate(base, val, codec)
 
-        boosted = PoseReNet.wrap(base, num_keypoints=17, zero_init=True)
+        boosted = PoseReNet.wrap(base, num_keypoints=17, aggregation="sum", zero_init=True)
         boosted.eval()
         x = torch.randn(2, 3, 128, 96)
         with torch.no_grad():

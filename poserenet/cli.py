@@ -222,10 +222,10 @@ def cmd_boost(args: argparse.Namespace) -> int:
     overrides = ["model.poserenet.enabled=true", "model.poserenet.zero_init=true", f"model.pretrained={base.resolve()}",
                  "model.pretrained_scope=all", f"train.freeze={args.freeze}", f"train.backbone_lr_factor={args.backbone_lr_factor}",
                  f"model.poserenet.aggregation={args.aggregation}", *(["train.epochs=%d" % args.epochs] if args.epochs else [])]  # fmt: skip
-    if args.freeze != "backbone":
-        # A backbone that trains keeps its own heatmaps supervised: otherwise the plug-in's
-        # auxiliary (lifted) loss pulls it away from what made it good (measured on LSPET).
-        overrides.append("loss.output_weights={backbone: 1.0}")
+    # A backbone that trains keeps its own heatmaps supervised (otherwise the plug-in's lifted
+    # loss pulls it away from what made it good, measured on LSPET); a frozen one learns nothing
+    # from that loss, so it is left out of the reported loss.
+    overrides.append(f"loss.output_weights={{backbone: {0.0 if args.freeze == 'backbone' else 1.0}}}")
     if args.config:
         cfg = load_config(args.config, overrides)
     else:  # our own checkpoints carry their config

@@ -37,7 +37,7 @@ def test_aggregations_and_their_output_resolution(aggregation, out_hw):
 def test_branches_switch_off():
     full = PoseReNet.wrap(TinyHeatmapNet(), 5)
     no_attention = PoseReNet.wrap(TinyHeatmapNet(), 5, channel_attention=False)
-    no_lifting = PoseReNet.wrap(TinyHeatmapNet(), 5, lifting=False)
+    no_lifting = PoseReNet.wrap(TinyHeatmapNet(), 5, lifting=False, aggregation="sum")
     no_identity = PoseReNet.wrap(TinyHeatmapNet(), 5, identity=False)
     assert set(full.refine) == {"attention", "lifting", "identity"}
     assert set(no_attention.refine) == {"lifting", "identity"}
@@ -45,8 +45,10 @@ def test_branches_switch_off():
     assert set(no_identity.refine) == {"attention", "lifting"}
     no_lifting.train()
     assert "lifted" not in no_lifting(torch.randn(2, 3, 64, 48))
-    with pytest.raises(ValueError, match="needs the resolution lifting branch"):
-        PoseReNet.wrap(TinyHeatmapNet(), 5, lifting=False, aggregation="gate")
+    for aggregation in ("gate", "lifted"):  # lifted is the default
+        with pytest.raises(ValueError, match=f"{aggregation}' needs the resolution lifting branch; without it use sum or fusion"):
+            PoseReNet.wrap(TinyHeatmapNet(), 5, lifting=False, aggregation=aggregation)
+    assert PoseReNet.wrap(TinyHeatmapNet(), 5).cfg.aggregation == "lifted"
     with pytest.raises(ValueError, match="channel attention or the identity branch"):
         PoseReNet.wrap(TinyHeatmapNet(), 5, channel_attention=False, identity=False)
 
@@ -81,6 +83,7 @@ def test_hourglass_stacks_pass_through_the_plugin():
     m.train()
     out = m(torch.randn(2, 3, 128, 128))
     assert set(out) == {"heatmaps", "stack0", "lifted", "backbone"}
-    assert out["stack0"].shape == out["heatmaps"].shape == (2, 16, 32, 32)
+    assert out["stack0"].shape == out["backbone"].shape == (2, 16, 32, 32)
+    assert out["heatmaps"].shape == out["lifted"].shape == (2, 16, 64, 64)  # the default "lifted" aggregation
     m.eval()
-    assert m(torch.randn(1, 3, 128, 128)).shape == (1, 16, 32, 32)
+    assert m(torch.randn(1, 3, 128, 128)).shape == (1, 16, 64, 64)

@@ -17,6 +17,8 @@ f_out = Aggregation(f1, f2, f3); the paper leaves Aggregation open, so these are
 - "lifted": up2(f1 + f3) + f2, at 2H x 2W (decoded at the finer resolution);
 - "fusion": conv1x1([f1, f3, avgpool2(f2)]), a learned 3K -> K fusion.
 
+"lifted" is the default: it scored best of the four on LSPET (docs/ablation.md).
+
 With `zero_init` (for boosting a trained model) the output is f_in + g * (f_out - f_in) with a
 learned per-keypoint g that starts at 0, so the boosted model starts exactly where the base is.
 
@@ -41,7 +43,8 @@ ATTENTIONS = ("conv", "eca")
 @dataclass
 class PoseReNetConfig:
     enabled: bool = False
-    aggregation: str = "sum"  # sum | gate | lifted | fusion
+    # sum | gate | lifted | fusion; "lifted" won the controlled comparison of docs/ablation.md.
+    aggregation: str = "lifted"
     attention: str = "conv"  # conv: the paper's two 1x1 convolutions | eca: ECA-Net's 1-D convolution
     channel_attention: bool = True  # branch 1
     lifting: bool = True  # branch 2
@@ -128,7 +131,7 @@ class PoseReNet(nn.Module):
         if not (cfg.channel_attention or cfg.identity):
             raise ValueError("PoseReNet needs the channel attention or the identity branch (the lifted map alone is a gate)")
         if cfg.aggregation in ("gate", "lifted") and not cfg.lifting:
-            raise ValueError(f"PoseReNet aggregation {cfg.aggregation!r} needs the resolution lifting branch")
+            raise ValueError(f"PoseReNet aggregation {cfg.aggregation!r} needs the resolution lifting branch; without it use sum or fusion")
         if cfg.zero_init and cfg.aggregation == "lifted":
             raise ValueError("zero_init needs an output at the backbone's resolution; use aggregation sum, gate or fusion")
         self.cfg = cfg
