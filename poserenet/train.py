@@ -240,22 +240,16 @@ class Trainer:
             self._write_log(rows)
         self.log(f"resumed from {path} at epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else ""))
 
-    def _save(self, epoch_end: bool) -> None:
+    def _save(self, epoch_end: bool, is_best: bool = False) -> None:
         if not self.ctx.is_main:
             return
         state = self.state()
-        save_atomic(state, self.out_dir / "last.pth")
-        if not epoch_end:
-            return
-        if self.cfg.train.keep_last > 0:
-            named = self.out_dir / f"epoch_{self.epoch:04d}.pth"
-            tmp = named.with_name(named.name + ".tmp")
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(self.out_dir / "last.pth", tmp)  # the same bytes, no second write
-            except OSError:
-                save_atomic(state, tmp)
-            os.replace(tmp, named)
+        last = self.out_dir / "last.pth"
+        save_atomic(state, last)
+        if is_best:
+            _same_as(last, self.out_dir / "best.pth", state)
+        if epoch_end and self.cfg.train.keep_last > 0:
+            _same_as(last, self.out_dir / f"epoch_{self.epoch:04d}.pth", state)
             for old in sorted(self.out_dir.glob("epoch_*.pth"))[: -self.cfg.train.keep_last]:
                 old.unlink()
 
@@ -308,11 +302,12 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
                     outputs = self.ddp(images)
                 loss = supervised_loss(outputs, batch, self.criterion, cfg.loss.output_weights, self.device)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower train.lr or check the data")
+                loss_value = loss.item()  # one device sync per step
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"{desc}: the loss became {loss_value}; lower train.lr or check the data")
                 self.scaler.scale(loss / t.accumulate).backward()
             n = images.shape[0]
-            loss_sum += loss.item() * n
+            loss_sum += loss_value * n
             count += n
             if last_of_group:
                 if t.clip_grad_norm > 0:
@@ -361,6 +356,7 @@ class Trainer:
             msg = f"epoch {self.epoch}/{t.epochs}  lr {lr:.1e}  loss {stats['loss']:.3e}  {stats['images_per_s']:.0f} img/s"
             if self.ctx.enabled:
                 record["ranks_in_sync"] = D.weights_in_sync(self.model, self.ctx)
+            is_best = False
             if self.epoch == t.epochs or self.epoch % t.val_every == 0:
                 self.metrics = evaluate_model(self.model, cfg, self.meta, self.val_data, self.device,
                                               self.out_dir if self.ctx.is_main else None, self.progress, self.ctx)  # fmt: skip
@@ -370,11 +366,10 @@ class Trainer:
                 value = self.metrics.get(t.best_metric)
                 if value is None:
                     raise ConfigError(f"train.best_metric {t.best_metric!r} is not a validation metric ({', '.join(self.metrics)})")
-                if value > self.best:
+                is_best = value > self.best
+                if is_best:
                     self.best = value
-                    if self.ctx.is_main:
-                        save_atomic(self.state(), self.out_dir / "best.pth")
-            self._save(epoch_end=True)
+            self._save(epoch_end=True, is_best=is_best)
             if self.ctx.is_main:
                 rows.append(record)
                 self._write_log(rows)
@@ -417,6 +412,19 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, pck_threshold: float = 0
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _same_as(last: Path, path: Path, state: dict[str, Any]) -> None:
+    """`path` gets the bytes of `last` (just written from `state`): a hard link where the file
+    system allows, no second write; atomically either way. `last` is later replaced, never
+    rewritten in place, so the link keeps these bytes."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(last, tmp)
+    except OSError:
+        save_atomic(state, tmp)
     os.replace(tmp, path)
 
 
