@@ -107,7 +107,16 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     from .evaluate import format_table
     from .meta import DEFAULT_SIGMA, load_meta, meta_from_coco
-    from .metrics import check_results, coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, read_json, torso_size
+    from .metrics import (
+        check_results,
+        coco_keypoint_ap,
+        head_size,
+        match_to_ground_truth,
+        mpii_pckh_table,
+        pck,
+        pck_normalizer,
+        read_json,
+    )
 
     gt = read_json(args.gt, "ground-truth file")
     meta = load_meta(args.keypoints) if args.keypoints else meta_from_coco(gt, args.gt)
@@ -131,10 +140,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         people, pred = match_to_ground_truth(gt, results, meta.sigmas)
         kp = np.array([np.asarray(p["keypoints"], np.float64).reshape(-1, 3) for p in people]).reshape(-1, meta.num_keypoints, 3)
         if args.metric == "pck":
-            if meta.torso:
-                norm, unit = torso_size(kp, meta.torso), "torso"
-            else:
-                norm, unit = np.array([max(p["bbox"][2], p["bbox"][3]) for p in people], np.float64), "longer box side"
+            norm, unit = pck_normalizer(kp, np.array([p["bbox"] for p in people], np.float64), meta.torso)
             key = f"PCK@{args.threshold:g}"
             row[key], per_joint, n = pck(pred, kp, norm, args.threshold)
             notes.append(f"{key}: {n} labelled joints of {len(people)} people, normalised by the {unit}")
@@ -144,8 +150,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             if missing:
                 raise PoseDataError(f"{args.gt}: PCKh needs a 'head_box' per person ({len(missing)} have none; "
                                     "convert MPII annotations with `poserenet data convert mpii` and its gt .mat)")  # fmt: skip
-            hb = np.array([p["head_box"] for p in people], np.float64)
-            head = 0.6 * np.hypot(hb[:, 2] - hb[:, 0], hb[:, 3] - hb[:, 1])
+            head = head_size([p["head_box"] for p in people])
             table = mpii_pckh_table(pred, kp[..., :2], kp[..., 2] > 0, head, meta.keypoints)
             row.update({k: v / 100 for k, v in table.items()})
             cols = ["run", *table]

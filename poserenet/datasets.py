@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from .codec import HeatmapCodec
 from .errors import PoseDataError
 from .meta import KeypointMeta
-from .metrics import HEAD_SIZE_FACTOR
+from .metrics import head_size as head_size_of
 from .transforms import AugmentConfig, affine_matrix, apply_affine, box_to_center_scale, sample_augmentation, warp
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,7 @@ def load_coco_instances(
             continue
         head_size = float("nan")
         if "head_box" in ann:  # MPII, as written by `poserenet data convert`
-            hb = _as_floats(ann["head_box"], 4, "head_box", where)
-            head_size = HEAD_SIZE_FACTOR * float(np.hypot(hb[2] - hb[0], hb[3] - hb[1]))
+            head_size = float(head_size_of(_as_floats(ann["head_box"], 4, "head_box", where)))
         instances.append(
             Instance(
                 image_id=img["id"],

@@ -24,7 +24,7 @@ from .datasets import CocoKeypoints, Instance, TopDownDataset, load_detections
 from .distributed import DistContext, broadcast_from_main, gather_to_main
 from .errors import ConfigError, PoseDataError
 from .meta import KeypointMeta
-from .metrics import coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, torso_size
+from .metrics import coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, pck_normalizer
 from .pipeline import build_codec
 from .postprocess import oks_nms, rescore, soft_oks_nms
 from .transforms import box_to_center_scale, heatmap_to_image
@@ -149,10 +149,7 @@ def score(
     if not instances:
         return metrics
     gt = np.stack([inst.keypoints for inst in instances])
-    if meta.torso:
-        norm = torso_size(gt, meta.torso)
-    else:
-        norm = np.array([max(inst.bbox[2], inst.bbox[3]) for inst in instances], dtype=np.float64)
+    norm, _ = pck_normalizer(gt, np.stack([inst.bbox for inst in instances]), meta.torso)
     metrics[f"PCK@{pck_threshold:g}"] = pck(coords, gt, norm, pck_threshold)[0]
     head = np.array([inst.head_size for inst in instances])
     if np.isfinite(head).all() and "head_top" in meta.keypoints:
@@ -194,8 +191,8 @@ def evaluate_model(
     if not instances:
         raise PoseDataError(f"{data.ann_file}: no people to evaluate ({boxes})")
     share = np.array_split(np.arange(len(instances)), ctx.world_size)[ctx.rank]
-    dataset = TopDownDataset([instances[i] for i in share], meta, tuple(cfg.data.input_hw), build_codec(cfg),
-                             bbox_padding=cfg.data.bbox_padding)  # fmt: skip
+    # No codecs: evaluation crops only, without encoding training targets nobody reads.
+    dataset = TopDownDataset([instances[i] for i in share], meta, tuple(cfg.data.input_hw), [], bbox_padding=cfg.data.bbox_padding)
     predicted = predict(model, dataset, build_codec(cfg), ev.flip_test, ev.batch_size, cfg.data.num_workers, device, progress)
     parts = gather_to_main(predicted, ctx)
     if not ctx.is_main:

@@ -111,15 +111,13 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    def __init__(self, path: str | Path, threads: int = 0, require_metadata: bool = True):
+    def __init__(self, path: str | Path, require_metadata: bool = True):
         try:
             import onnxruntime as ort
         except ImportError:
             raise ConfigError("running ONNX files needs onnxruntime: pip install 'poserenet[onnx]'") from None
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's own error types

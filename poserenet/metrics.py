@@ -109,21 +109,13 @@ def coco_keypoint_ap(
 
 
 # --------------------------------------------------------------------------- OKS
-def oks(
-    gt: np.ndarray, preds: np.ndarray, area: float, sigmas: Sequence[float], vis_threshold: float | None = None
-) -> np.ndarray:
-    """OKS of predictions [M, K, 2|3] against one pose gt [K, 2|3] of object area `area`.
-
-    With `vis_threshold`, only joints whose scores (3rd column) exceed it in both are compared
-    (as in OKS-NMS); otherwise, as COCO's metric, only joints labelled in `gt` (v > 0).
-    """
+def oks(gt: np.ndarray, preds: np.ndarray, area: float, sigmas: Sequence[float]) -> np.ndarray:
+    """OKS of predictions [M, K, 2|3] against one pose gt [K, 3] of object area `area`, over the
+    joints labelled in `gt` (v > 0), as COCO's metric."""
     var = (2 * np.asarray(sigmas)) ** 2
     d2 = ((preds[..., :2] - gt[None, :, :2]) ** 2).sum(-1)
     e = d2 / var / (area + np.spacing(1)) / 2
-    if vis_threshold is not None:
-        mask = (gt[None, :, 2] > vis_threshold) & (preds[..., 2] > vis_threshold)
-    else:
-        mask = np.broadcast_to(gt[None, :, 2] > 0, e.shape)
+    mask = np.broadcast_to(gt[None, :, 2] > 0, e.shape)
     n = mask.sum(-1)
     return np.where(n > 0, (np.exp(-e) * mask).sum(-1) / np.maximum(n, 1), 0.0)
 
@@ -169,6 +161,15 @@ def torso_size(keypoints: np.ndarray, torso: Sequence[tuple[int, int]]) -> np.nd
     return size
 
 
+def pck_normalizer(keypoints: np.ndarray, boxes: np.ndarray, torso: Sequence[tuple[int, int]]) -> tuple[np.ndarray, str]:
+    """PCK's unit per person and its name: the torso when the keypoint set defines one, else the
+    longer side of the person's [x, y, w, h] box."""
+    if torso:
+        return torso_size(keypoints, torso), "torso"
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.maximum(b[:, 2], b[:, 3]), "longer box side"
+
+
 def pck(
     pred: np.ndarray, gt: np.ndarray, normalizer: np.ndarray, threshold: float = 0.2
 ) -> tuple[float, np.ndarray, int]:
@@ -200,6 +201,12 @@ MPII_GROUPS = {
 }
 MPII_NOT_IN_MEAN = ("pelvis", "thorax")
 HEAD_SIZE_FACTOR = 0.6  # the MPII evaluation's SC_BIAS: PCKh's unit is 0.6 x the head box diagonal
+
+
+def head_size(head_boxes: np.ndarray) -> np.ndarray:
+    """PCKh's unit: HEAD_SIZE_FACTOR x the diagonal of each [x1, y1, x2, y2] head box."""
+    hb = np.asarray(head_boxes, dtype=np.float64)
+    return HEAD_SIZE_FACTOR * np.hypot(hb[..., 2] - hb[..., 0], hb[..., 3] - hb[..., 1])
 
 
 def pckh_per_joint(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, head_size: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,7 @@ def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, threshold: floa
 
 
 def oks_nms(
-    poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: Sequence[float], threshold: float = 0.9,
-    vis_threshold: float | None = None,
+    poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: Sequence[float], threshold: float = 0.9
 ) -> list[int]:
     """Greedy NMS: keep the best pose, drop every other whose OKS with it exceeds `threshold`.
 
@@ -32,14 +31,14 @@ def oks_nms(
         keep.append(int(i))
         if rest.size == 0:
             break
-        overlap = _oks_to(poses, i, rest, areas, sigmas, vis_threshold)
+        overlap = _oks_to(poses, i, rest, areas, sigmas)
         order = list(rest[overlap <= threshold])
     return keep
 
 
 def soft_oks_nms(
     poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: Sequence[float], threshold: float = 0.3,
-    vis_threshold: float | None = None, max_dets: int = 20,
+    max_dets: int = 20,
 ) -> list[int]:
     """Soft NMS (Gaussian decay exp(-OKS^2 / threshold)): the order in which poses survive the
     decay, at most `max_dets`; as in the reference code, the reported scores stay unchanged."""
@@ -49,26 +48,22 @@ def soft_oks_nms(
     while order.size and len(keep) < max_dets:
         i = int(order[0])
         keep.append(i)
-        overlap = _oks_to(poses, i, order[1:], areas, sigmas, vis_threshold)
+        overlap = _oks_to(poses, i, order[1:], areas, sigmas)
         order, decayed = order[1:], decayed[1:] * np.exp(-(overlap**2) / threshold)
         resort = np.argsort(-decayed, kind="stable")
         order, decayed = order[resort], decayed[resort]
     return keep
 
 
-def _oks_to(poses: np.ndarray, i: int, others: np.ndarray, areas: np.ndarray, sigmas: Sequence[float], vis_threshold: float | None) -> np.ndarray:
+def _oks_to(poses: np.ndarray, i: int, others: np.ndarray, areas: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+    """OKS of pose i with each of `others` over all joints (predictions have no labels), the
+    pair's mean area as the scale, as the reference implementation does."""
     if len(others) == 0:
         return np.zeros(0)
-    # The pair's mean area is the scale, as the reference implementation uses.
     mean_area = (areas[i] + areas[others]) / 2
     var = (2 * np.asarray(sigmas)) ** 2
     d2 = ((poses[others, :, :2] - poses[i, None, :, :2]) ** 2).sum(-1)
-    e = d2 / var / (mean_area[:, None] + np.spacing(1)) / 2
-    if vis_threshold is None:
-        return np.exp(-e).mean(-1)
-    mask = (poses[i, None, :, 2] > vis_threshold) & (poses[others, :, 2] > vis_threshold)
-    n = mask.sum(-1)
-    return np.where(n > 0, (np.exp(-e) * mask).sum(-1) / np.maximum(n, 1), 0.0)
+    return np.exp(-d2 / var / (mean_area[:, None] + np.spacing(1)) / 2).mean(-1)
 
 
 __all__ = ["oks_nms", "rescore", "soft_oks_nms"]
