@@ -35,15 +35,21 @@ NOT_IN_IMAGENET: dict[str, tuple[str, ...]] = {
 }
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file, unwrapped from the common containers."""
+def read_checkpoint_file(path: str | Path) -> Any:
+    """The object saved in a checkpoint file, loaded safely (weights_only) on the CPU."""
     path = Path(path)
     if not path.is_file():
         raise PoseDataError(f"{path}: checkpoint not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: torch raises several types
         raise PoseDataError(f"{path}: cannot read checkpoint: {str(e).splitlines()[0]}") from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, unwrapped from the common containers."""
+    path = Path(path)
+    obj = read_checkpoint_file(path)
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -162,13 +168,7 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint written by `poserenet train` (model, optimizer, scheduler, epoch, config)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PoseDataError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise PoseDataError(f"{path}: cannot read checkpoint: {str(e).splitlines()[0]}") from None
+    ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
         raise PoseDataError(f"{path}: not a poserenet training checkpoint (no 'model'/'epoch')")
     return ckpt

@@ -216,7 +216,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_boost(args: argparse.Namespace) -> int:
     """Attach PoseReNet to a trained model (starting exactly where it is), train it, and report
     the base and boosted metrics in one table."""
-    from .checkpoint import load_weights, read_state_dict
+    from .checkpoint import load_weights, read_checkpoint_file, read_state_dict
     from .config import config_from_dict
     from .evaluate import evaluate_model, format_table, write_json_atomic
     from .models import create_model
@@ -234,7 +234,7 @@ def cmd_boost(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_config(args.config, overrides)
     else:  # our own checkpoints carry their config
-        raw = torch.load(base, map_location="cpu", weights_only=True) if base.is_file() else None
+        raw = read_checkpoint_file(base)
         if not isinstance(raw, dict) or "config" not in raw:
             raise ConfigError(f"{base}: has no config inside; give --config (the data and model of the base)")
         cfg = config_from_dict(raw["config"], str(base), overrides)

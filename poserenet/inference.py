@@ -281,7 +281,7 @@ def read_boxes(path: str | Path, ann: str | Path | None = None) -> dict[str, lis
 def build_head(path: str | Path, config: str | Path | None = None, flip_test: bool = False) -> tuple[PoseHead, KeypointMeta, Any]:
     """The PoseHead of a checkpoint: its own config and keypoint set when it is a training
     checkpoint, else those of `config`."""
-    from .checkpoint import load_weights, read_state_dict
+    from .checkpoint import load_weights, read_checkpoint_file, read_state_dict
     from .config import config_from_dict, load_config
     from .models import create_model
     from .pipeline import build_codec, build_meta
@@ -289,12 +289,7 @@ def build_head(path: str | Path, config: str | Path | None = None, flip_test: bo
     path = Path(path)
     raw = None
     if config is None:
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise PoseDataError(f"{path}: checkpoint not found") from None
-        except Exception as e:
-            raise PoseDataError(f"{path}: cannot read checkpoint: {str(e).splitlines()[0]}") from None
+        raw = read_checkpoint_file(path)
         if not isinstance(raw, dict) or "config" not in raw:
             raise ConfigError(f"{path}: has no config inside (an official or raw state dict); pass the config it was trained with")
         cfg = config_from_dict(raw["config"], str(path))
