@@ -158,22 +158,9 @@ def score(
     return metrics
 
 
-def evaluate_model(
-    model: nn.Module,
-    cfg: Config,
-    meta: KeypointMeta,
-    data: CocoKeypoints,
-    device: torch.device | str = "cpu",
-    out_dir: Path | None = None,
-    progress: bool = True,
-    ctx: DistContext | None = None,
-) -> dict[str, Any]:
-    """Crop the configured boxes of `data` (ground truth or detections), predict, post-process
-    and score; with `out_dir`, write `results_val.json` and `metrics.json`.
-
-    Under torchrun (`ctx`), each process predicts its share of the people; rank 0 gathers the
-    predictions and scores them, and every rank gets the metrics."""
-    ctx = ctx or DistContext(device=torch.device(device))
+def people_to_evaluate(cfg: Config, meta: KeypointMeta, data: CocoKeypoints) -> tuple[list[Instance], str]:
+    """The people of `data` to crop, as `cfg.eval.boxes` says (ground truth or a detection
+    file), and a description of those boxes for the reports."""
     ev = cfg.eval
     if ev.boxes == "ground_truth":
         instances, boxes = data.instances, "ground truth"
@@ -190,6 +177,29 @@ def evaluate_model(
         raise ConfigError(f"eval.boxes must be 'detections' or 'ground_truth', got {ev.boxes!r}")
     if not instances:
         raise PoseDataError(f"{data.ann_file}: no people to evaluate ({boxes})")
+    return instances, boxes
+
+
+def evaluate_model(
+    model: nn.Module,
+    cfg: Config,
+    meta: KeypointMeta,
+    data: CocoKeypoints,
+    device: torch.device | str = "cpu",
+    out_dir: Path | None = None,
+    progress: bool = True,
+    ctx: DistContext | None = None,
+    people: tuple[list[Instance], str] | None = None,
+) -> dict[str, Any]:
+    """Crop the configured boxes of `data` (ground truth or detections; `people` if already
+    read by `people_to_evaluate`), predict, post-process and score; with `out_dir`, write
+    `results_val.json` and `metrics.json`.
+
+    Under torchrun (`ctx`), each process predicts its share of the people; rank 0 gathers the
+    predictions and scores them, and every rank gets the metrics."""
+    ctx = ctx or DistContext(device=torch.device(device))
+    ev = cfg.eval
+    instances, boxes = people or people_to_evaluate(cfg, meta, data)
     share = np.array_split(np.arange(len(instances)), ctx.world_size)[ctx.rank]
     # No codecs: evaluation crops only, without encoding training targets nobody reads.
     dataset = TopDownDataset([instances[i] for i in share], meta, tuple(cfg.data.input_hw), [], bbox_padding=cfg.data.bbox_padding)

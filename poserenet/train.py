@@ -36,7 +36,7 @@ from . import distributed as D
 from .checkpoint import read_training_checkpoint, save_atomic
 from .config import Config, save_config
 from .errors import ConfigError, PoseDataError
-from .evaluate import evaluate_model
+from .evaluate import evaluate_model, people_to_evaluate
 from .loss import JointsMSELoss
 from .meta import meta_to_dict
 from .pipeline import build_dataset, build_meta, build_model, check_output_size, load_split
@@ -180,6 +180,8 @@ class Trainer:
         )  # fmt: skip
         self.train_data = load_split(cfg, self.meta, "train")
         self.val_data = load_split(cfg, self.meta, "val")
+        # Read once (a detection file can hold 100k boxes), and a bad eval setup fails now, not after an epoch.
+        self.val_people = people_to_evaluate(cfg, self.meta, self.val_data)
         if not self.train_data.instances:
             raise PoseDataError(f"{self.train_data.ann_file}: no people with labelled keypoints to train on")
         self.train_ds = build_dataset(cfg, self.meta, self.train_data, train=True)
@@ -359,7 +361,7 @@ class Trainer:
             is_best = False
             if self.epoch == t.epochs or self.epoch % t.val_every == 0:
                 self.metrics = evaluate_model(self.model, cfg, self.meta, self.val_data, self.device,
-                                              self.out_dir if self.ctx.is_main else None, self.progress, self.ctx)  # fmt: skip
+                                              self.out_dir if self.ctx.is_main else None, self.progress, self.ctx, self.val_people)  # fmt: skip
                 record.update({f"val_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float))})
                 pck = f"PCK@{cfg.eval.pck_threshold:g}"
                 msg += f"  val AP {100 * self.metrics['AP']:.1f}  {pck} {100 * self.metrics.get(pck, float('nan')):.1f}"
