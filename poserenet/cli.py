@@ -240,8 +240,8 @@ def cmd_boost(args: argparse.Namespace) -> int:
         cfg = config_from_dict(raw["config"], str(base), overrides)
     # A run directory of its own, whatever the base's config says: the base run stays untouched.
     cfg.train.out_dir = args.out or f"runs/{cfg.name}_boost"
-    for item in args.overrides:  # the user's --set come last
-        cfg = config_from_dict(cfg.to_dict(), "--set", [item])
+    if args.overrides:  # the user's --set come last
+        cfg = config_from_dict(cfg.to_dict(), "--set", args.overrides)
     if cfg.out_dir.resolve() == base.resolve().parent:
         raise ConfigError(f"{cfg.out_dir}: is the base model's run directory; boost into another (--out)")
     meta = build_meta(cfg)
