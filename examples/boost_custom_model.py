@@ -24,6 +24,7 @@ from poserenet.evaluate import predict, score, to_coco_results
 from poserenet.loss import JointsMSELoss
 from poserenet.meta import COCO17
 from poserenet.models import PoseReNet
+from poserenet.models.plugin import up2
 from poserenet.synth import generate
 from poserenet.train import supervised_loss
 from poserenet.transforms import AugmentConfig
@@ -79,11 +80,12 @@ def main() -> None:
         fit(base, ds, args.epochs, base.parameters())
         before = evaluate(base, val, codec)
 
-        boosted = PoseReNet.wrap(base, num_keypoints=17, aggregation="sum", zero_init=True)
+        boosted = PoseReNet.wrap(base, num_keypoints=17, zero_init=True)  # the default aggregation
         boosted.eval()
         x = torch.randn(2, 3, 128, 96)
-        with torch.no_grad():
-            assert torch.equal(boosted(x), base(x))  # step 0: exactly the base model
+        with torch.no_grad():  # step 0: exactly the base model (its heatmaps lifted to 2x by "lifted")
+            same = up2 if boosted.output_stride_factor == 2 else (lambda h: h)
+            assert torch.equal(boosted(x), same(base(x)))
         for p_ in boosted.backbone.parameters():  # train the plug-in only
             p_.requires_grad_(False)
         boosted.backbone.eval()

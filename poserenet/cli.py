@@ -17,6 +17,7 @@ import torch
 from . import __version__
 from .config import Config, load_config
 from .errors import ConfigError, PoseDataError
+from .models.plugin import AGGREGATIONS, PoseReNetConfig
 
 log = logging.getLogger("poserenet")
 
@@ -619,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--freeze", choices=["backbone", "head", "none"], default="backbone",
                     help="backbone: only the plug-in trains (default); head: also the backbone's output layers; none: all")
     bo.add_argument("--backbone-lr-factor", type=float, default=0.1, help="backbone learning rate x this when it trains (default 0.1)")
-    bo.add_argument("--aggregation", default="sum", choices=["sum", "gate", "fusion"])
+    bo.add_argument("--aggregation", default=PoseReNetConfig.aggregation, choices=AGGREGATIONS,
+                    help=f"PoseReNet's aggregation (default {PoseReNetConfig.aggregation}, the documented default)")
     bo.add_argument("--epochs", type=int, default=0)
     bo.add_argument("--out", help="run directory (default runs/<config>_boost)")
     bo.add_argument("--quiet", action="store_true")

@@ -15,7 +15,7 @@ vectorised over people and joints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -30,19 +30,30 @@ class HeatmapCodec:
     dark: bool = False
     # DARK's modulation kernel (its reference code uses 11, i.e. a Gaussian of sigma 2).
     blur_kernel: int = 11
+    # These heatmaps' resolution relative to the backbone's (2 for PoseReNet's lifted output):
+    # sigma and heatmap_hw are already scaled; the modulation blur scales by it too.
+    resolution: int = 1
 
     @property
     def stride(self) -> tuple[float, float]:
         """(x, y) input pixels per heatmap pixel."""
         return (self.input_hw[1] / self.heatmap_hw[1], self.input_hw[0] / self.heatmap_hw[0])
 
+    @property
+    def flip_shift(self) -> float:
+        """Heatmap pixels by which the maps of a mirrored input, mirrored back, must move right to
+        line up: input pixel x mirrors to W - 1 - x and heatmap pixel u is input pixel u * stride,
+        so mirrored-back pixel i holds position i + (stride - 1) / stride (0.75 at stride 4, 0.5
+        at PoseReNet's 2x output). The HRNet code moves one pixel at every stride."""
+        sx = self.stride[0]
+        return (sx - 1) / sx
+
     def at_resolution(self, scale: int) -> HeatmapCodec:
-        """The same codec with heatmaps `scale` times larger, sigma and DARK's kernel scaled with them."""
+        """The same codec with heatmaps `scale` times larger: sigma and DARK's blur scale with them."""
         if scale == 1:
             return self
         h, w = self.heatmap_hw
-        kernel = (self.blur_kernel // 2) * scale * 2 + 1
-        return HeatmapCodec(self.input_hw, (h * scale, w * scale), self.sigma * scale, self.dark, kernel)
+        return replace(self, heatmap_hw=(h * scale, w * scale), sigma=self.sigma * scale, resolution=self.resolution * scale)
 
     # ------------------------------------------------------------------ encode
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,11 +127,13 @@ class HeatmapCodec:
     def modulate(self, heatmaps: torch.Tensor) -> torch.Tensor:
         """DARK's distribution modulation: Gaussian blur with zero borders, rescaled so each map
         keeps its original maximum."""
-        k = self.blur_kernel
-        s = 0.3 * ((k - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for a k-tap kernel given sigma 0
-        t = torch.arange(k, dtype=heatmaps.dtype, device=heatmaps.device) - (k - 1) / 2
-        g = torch.exp(-(t**2) / (2 * s * s))
-        g = g / g.sum()
+        # OpenCV's sigma for a k-tap kernel given sigma 0, at this codec's resolution.
+        s = (0.3 * ((self.blur_kernel - 1) * 0.5 - 1) + 0.8) * self.resolution
+        k = (self.blur_kernel // 2) * self.resolution * 2 + 1
+        t = np.arange(k) - (k - 1) / 2
+        g = np.exp(-(t**2) / (2 * s * s))
+        # A constant (not computed in the graph), so that ONNX export knows the kernel's shape.
+        g = torch.tensor(g / g.sum(), dtype=heatmaps.dtype, device=heatmaps.device)
         n, kk, h, w = heatmaps.shape
         x = heatmaps.reshape(n * kk, 1, h, w)
         x = F.conv2d(x, g.view(1, 1, 1, k), padding=(0, k // 2))
@@ -145,10 +158,14 @@ class HeatmapCodec:
         hyy = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
         hxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
         det = hxx * hyy - hxy**2
-        # The reference code steps only away from the border and where the Hessian is invertible.
-        ok = (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2) & (det != 0)
+        # Step only away from the border (as the reference code) and where the log-heatmap is a
+        # real maximum (negative-definite Hessian; the reference only asks det != 0): on flat or
+        # noisy maps a nearly singular Hessian would throw the keypoint arbitrarily far.
+        ok = (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2) & (hxx < 0) & (det > 0)
         safe = torch.where(ok, det, torch.ones_like(det))
         ox = -(hyy * gx - hxy * gy) / safe
         oy = -(-hxy * gx + hxx * gy) / safe
-        return torch.stack([ox, oy], dim=-1) * ok.unsqueeze(-1).float()
+        # The Taylor expansion holds near the argmax: the step stays within one heatmap pixel.
+        offset = torch.stack([ox, oy], dim=-1).clamp(-1.0, 1.0)
+        return offset * ok.unsqueeze(-1).to(offset.dtype)
 

@@ -122,6 +122,10 @@ class EvalConfig:
     nms_threshold: float = 0.9
     pck_threshold: float = 0.2
     backend: str = "pycocotools"  # or faster-coco-eval (same numbers, faster)
+    # Which heatmaps the metrics and results come from: final (the model's output) or, for a
+    # PoseReNet model, backbone (its backbone's own). A PoseReNet model's other output is
+    # always scored beside, under its name.
+    output: str = "final"
 
 
 @dataclass

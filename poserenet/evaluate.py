@@ -25,6 +25,7 @@ from .distributed import DistContext, broadcast_from_main, gather_to_main
 from .errors import ConfigError, PoseDataError
 from .meta import KeypointMeta
 from .metrics import coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, pck_normalizer
+from .models import PoseReNet
 from .pipeline import build_codec
 from .postprocess import oks_nms, rescore, soft_oks_nms
 from .transforms import box_to_center_scale, heatmap_to_image
@@ -32,16 +33,73 @@ from .transforms import box_to_center_scale, heatmap_to_image
 NMS_MODES = ("oks", "soft", "none")
 
 
-def flip_back(heatmaps: torch.Tensor, flip_index: list[int], shift: bool = True) -> torch.Tensor:
+def flip_back(heatmaps: torch.Tensor, flip_index: list[int], shift: float) -> torch.Tensor:
     """Heatmaps of a mirrored input -> heatmaps of the original: mirror, swap left/right, and
-    shift one pixel right, as the official HRNet/SimpleBaseline flip test does."""
+    move `shift` heatmap pixels right (linear interpolation, the border repeated). The exact
+    shift is the codec's `flip_shift` at the maps' resolution."""
     out = heatmaps.flip(-1)[:, flip_index]
     if shift:
-        out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
+        prev = torch.cat([out[..., :1], out[..., :-1]], dim=-1)  # out[j - 1]
+        out = shift * prev + (1 - shift) * out
     return out
 
 
+def flip_average(heatmaps: torch.Tensor, mirrored: torch.Tensor, flip_index: list[int], codec: HeatmapCodec) -> torch.Tensor:
+    """The flip test: the mean of `heatmaps` and the model's output on the mirrored input,
+    mirrored back; `codec` is the codec at the maps' resolution (it knows the exact shift)."""
+    return (heatmaps + flip_back(mirrored, flip_index, codec.flip_shift)) * 0.5
+
+
+def model_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The heatmaps to decode: "final" (the model's output) and, for a PoseReNet model,
+    "backbone" (its backbone's own heatmaps, from the same backbone pass), so that harm to
+    the backbone and harm by the plug-in can be told apart."""
+    core = getattr(model, "module", model)  # DistributedDataParallel
+    if isinstance(core, PoseReNet):
+        base = core.backbone(images)
+        if isinstance(base, dict):
+            base = base["heatmaps"]
+        out = core.refine_heatmaps(base)
+        return {"final": out["heatmaps"], "backbone": out["backbone"]}
+    return {"final": model(images)}
+
+
 @torch.inference_mode()
+def predict_outputs(
+    model: nn.Module,
+    dataset: TopDownDataset,
+    codec: HeatmapCodec,
+    flip_test: bool = True,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each output of `model_outputs`: keypoints `[N, K, 2]` in image pixels and scores
+    `[N, K]` for every instance of `dataset`."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    flip_index = dataset.meta.flip_index
+    found: dict[str, tuple[list, list]] = {}
+    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False, unit="batch"):
+        images = batch["image"].to(device)
+        outputs = model_outputs(model, images)
+        mirrored = model_outputs(model, images.flip(-1)) if flip_test else {}
+        for name, heatmaps in outputs.items():
+            c = codec_for(codec, heatmaps)
+            if flip_test:
+                heatmaps = flip_average(heatmaps, mirrored[name], flip_index, c)
+            xy, s = c.decode(heatmaps.float().cpu())
+            xy = heatmap_to_image(xy.numpy(), batch["center"].numpy(), batch["scale"].numpy(), tuple(heatmaps.shape[-2:]))
+            found.setdefault(name, ([], []))
+            found[name][0].append(xy)
+            found[name][1].append(s.numpy())
+    k = dataset.meta.num_keypoints
+    if not found:
+        return {"final": (np.zeros((0, k, 2)), np.zeros((0, k)))}
+    return {name: (np.concatenate(xy), np.concatenate(s)) for name, (xy, s) in found.items()}
+
+
 def predict(
     model: nn.Module,
     dataset: TopDownDataset,
@@ -52,29 +110,14 @@ def predict(
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints `[N, K, 2]` in image pixels and scores `[N, K]` for every instance of `dataset`."""
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    flip_index = dataset.meta.flip_index
-    coords, scores = [], []
-    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False, unit="batch"):
-        images = batch["image"].to(device)
-        heatmaps = model(images)
-        if flip_test:
-            heatmaps = (heatmaps + flip_back(model(images.flip(-1)), flip_index)) * 0.5
-        xy, s = codec_for(codec, heatmaps).decode(heatmaps.float().cpu())
-        xy = heatmap_to_image(xy.numpy(), batch["center"].numpy(), batch["scale"].numpy(), tuple(heatmaps.shape[-2:]))
-        coords.append(xy)
-        scores.append(s.numpy())
-    k = dataset.meta.num_keypoints
-    if not coords:
-        return np.zeros((0, k, 2)), np.zeros((0, k))
-    return np.concatenate(coords), np.concatenate(scores)
+    """Keypoints `[N, K, 2]` in image pixels and scores `[N, K]` of the model's final output
+    for every instance of `dataset`."""
+    return predict_outputs(model, dataset, codec, flip_test, batch_size, num_workers, device, progress)["final"]
 
 
 def codec_for(codec: HeatmapCodec, heatmaps: torch.Tensor) -> HeatmapCodec:
     """The codec matching the model's output resolution (e.g. PoseReNet's 2x lifted output)."""
-    scale = heatmaps.shape[-2] // codec.heatmap_hw[0]
+    scale = int(heatmaps.shape[-2]) // codec.heatmap_hw[0]  # a constant when traced for ONNX
     return codec.at_resolution(scale) if scale > 1 else codec
 
 
@@ -128,7 +171,7 @@ def score(
     coords: np.ndarray | None = None,
     pck_threshold: float = 0.2,
     backend: str = "pycocotools",
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """OKS AP/AR (pycocotools) and PCK (torso-normalised when the keypoint set defines a torso,
     else normalised by the longer box side); with MPII head sizes, PCKh too.
 
@@ -150,7 +193,8 @@ def score(
         return metrics
     gt = np.stack([inst.keypoints for inst in instances])
     norm, _ = pck_normalizer(gt, np.stack([inst.bbox for inst in instances]), meta.torso)
-    metrics[f"PCK@{pck_threshold:g}"] = pck(coords, gt, norm, pck_threshold)[0]
+    metrics[f"PCK@{pck_threshold:g}"], per_joint, _ = pck(coords, gt, norm, pck_threshold)
+    metrics[f"PCK@{pck_threshold:g} per joint"] = {k: float(v) for k, v in zip(meta.keypoints, per_joint)}
     head = np.array([inst.head_size for inst in instances])
     if np.isfinite(head).all() and "head_top" in meta.keypoints:
         table = mpii_pckh_table(coords, gt[..., :2], gt[..., 2] > 0, head, meta.keypoints)
@@ -203,20 +247,27 @@ def evaluate_model(
     share = np.array_split(np.arange(len(instances)), ctx.world_size)[ctx.rank]
     # No codecs: evaluation crops only, without encoding training targets nobody reads.
     dataset = TopDownDataset([instances[i] for i in share], meta, tuple(cfg.data.input_hw), [], bbox_padding=cfg.data.bbox_padding)
-    predicted = predict(model, dataset, build_codec(cfg), ev.flip_test, ev.batch_size, cfg.data.num_workers, device, progress)
+    predicted = predict_outputs(model, dataset, build_codec(cfg), ev.flip_test, ev.batch_size, cfg.data.num_workers, device, progress)
+    if ev.output not in predicted:
+        raise ConfigError(f"eval.output {ev.output!r}: the model has the outputs {', '.join(predicted)} (backbone: PoseReNet models only)")
     parts = gather_to_main(predicted, ctx)
     if not ctx.is_main:
         return broadcast_from_main(None, ctx)
-    coords = np.concatenate([p[0] for p in parts])
-    scores = np.concatenate([p[1] for p in parts])
-    results = to_coco_results(
-        instances, coords, scores, meta, tuple(cfg.data.input_hw), cfg.data.bbox_padding,
-        ev.rescore_threshold, ev.nms, ev.nms_threshold, data.category_id,
-    )  # fmt: skip
-    # With ground-truth boxes each prediction belongs to its person (NMS only affects AP).
-    aligned = coords if ev.boxes == "ground_truth" else None
-    metrics = score(data, meta, results, aligned, ev.pck_threshold, ev.backend)
-    report = {"boxes": boxes, "flip_test": ev.flip_test, "nms": ev.nms, "backend": ev.backend, **metrics}
+    scored = {}
+    for name in predicted:
+        coords = np.concatenate([p[name][0] for p in parts])
+        scores = np.concatenate([p[name][1] for p in parts])
+        results = to_coco_results(
+            instances, coords, scores, meta, tuple(cfg.data.input_hw), cfg.data.bbox_padding,
+            ev.rescore_threshold, ev.nms, ev.nms_threshold, data.category_id,
+        )  # fmt: skip
+        # With ground-truth boxes each prediction belongs to its person (NMS only affects AP).
+        aligned = coords if ev.boxes == "ground_truth" else None
+        scored[name] = (results, score(data, meta, results, aligned, ev.pck_threshold, ev.backend))
+    results, metrics = scored[ev.output]
+    report = {"boxes": boxes, "flip_test": ev.flip_test, "nms": ev.nms, "backend": ev.backend, "output": ev.output, **metrics}
+    # A PoseReNet model's other output (its backbone's heatmaps, or the refined ones), scored beside.
+    report.update({name: m for name, (_, m) in scored.items() if name != ev.output})
     if out_dir is not None:
         write_json_atomic(out_dir / "results_val.json", results)
         write_json_atomic(out_dir / "metrics.json", report)

@@ -365,6 +365,11 @@ class Trainer:
                 record.update({f"val_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float))})
                 pck = f"PCK@{cfg.eval.pck_threshold:g}"
                 msg += f"  val AP {100 * self.metrics['AP']:.1f}  {pck} {100 * self.metrics.get(pck, float('nan')):.1f}"
+                for name in ("backbone", "final"):  # a PoseReNet model's other output, scored beside
+                    other = self.metrics.get(name)
+                    if isinstance(other, dict):
+                        record.update({f"val_{name}_{k}": v for k, v in other.items() if isinstance(v, (int, float))})
+                        msg += f"  ({name}: AP {100 * other['AP']:.1f}  {pck} {100 * other.get(pck, float('nan')):.1f})"
                 value = self.metrics.get(t.best_metric)
                 if value is None:
                     raise ConfigError(f"train.best_metric {t.best_metric!r} is not a validation metric ({', '.join(self.metrics)})")

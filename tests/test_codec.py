@@ -119,3 +119,28 @@ def test_modulation_keeps_each_maximum():
     out = codec.modulate(hm)
     torch.testing.assert_close(out.amax(dim=(-2, -1)), hm.amax(dim=(-2, -1)))
     assert codec.modulate(torch.zeros(1, 1, 8, 8)).abs().max() == 0
+
+
+@pytest.mark.parametrize("resolution", [1, 2])
+def test_flip_test_is_symmetric_at_every_output_resolution(resolution):
+    """A mirror-equivariant model (heatmap pixel u = input pixel u * stride) on a symmetric
+    case: the flip test, with the shift the codec derives at the output's resolution, returns
+    the true positions; HRNet's one-pixel shift would be off by an eighth of a pixel or more."""
+    from poserenet.evaluate import flip_average, flip_back
+
+    codec = HeatmapCodec((128, 96), (32, 24), sigma=2.0, dark=True).at_resolution(resolution)
+    stride = int(codec.stride[0])
+    assert codec.flip_shift == {1: 0.75, 2: 0.5}[resolution]
+    rng = np.random.default_rng(resolution)
+    pts = rng.uniform([24, 24], [72, 104], size=(6, 2))  # input pixels, away from the borders
+    yy, xx = np.mgrid[0:128, 0:96]
+    s = codec.sigma * stride
+    maps = np.exp(-((xx - pts[:, 0, None, None]) ** 2 + (yy - pts[:, 1, None, None]) ** 2) / (2 * s * s))
+    images = torch.from_numpy(maps[None].astype(np.float32))
+    model = lambda x: x[:, :, ::stride, ::stride]  # noqa: E731
+    same = list(range(6))  # centre joints: no left/right swap
+    xy, _ = codec.decode(flip_average(model(images), model(images.flip(-1)), same, codec))
+    assert np.abs(xy[0].numpy() * stride - pts).max() < 0.05 * stride
+    one_pixel = (model(images) + flip_back(model(images.flip(-1)), same, 1.0)) * 0.5
+    xy, _ = codec.decode(one_pixel)
+    assert (xy[0, :, 0].numpy() * stride - pts[:, 0]).mean() > 0.1 * stride

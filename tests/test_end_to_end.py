@@ -64,13 +64,24 @@ def test_eval_refuses_a_checkpoint_for_another_keypoint_set(tiny_synth, tmp_path
     assert "final_layer.weight: checkpoint (17, 16, 1, 1) vs model (14, 16, 1, 1)" in err
 
 
-@pytest.mark.parametrize("aggregation", ["sum", "gate", "lifted", "fusion"])
+@pytest.mark.parametrize("aggregation", ["average", "gate", "lifted", "fusion"])
 def test_poserenet_trains_and_evaluates(tiny_synth, tmp_path, aggregation):
     out = tmp_path / "run"
     args = synth_overrides(tiny_synth, out, 1) + ["model.poserenet.enabled=true", f"model.poserenet.aggregation={aggregation}"]
     assert main(["train", "synth_r18slim_128x96_dark", "--quiet", *sets(args)]) == 0
-    assert 0 <= json.loads((out / "metrics.json").read_text())["AP"] <= 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["AP"] <= 1 and metrics["output"] == "final"
+    # The backbone's own heatmaps are scored beside, in metrics.json and in the log.
+    assert 0 <= metrics["backbone"]["AP"] <= 1 and "PCK@0.2" in metrics["backbone"]
+    assert set(metrics["PCK@0.2 per joint"]) >= {"nose", "left_wrist"}
+    assert "val_backbone_AP" in read_log(out)[-1]
     assert any(k.startswith("refine.") for k in torch.load(out / "last.pth", weights_only=True)["model"])
+    if aggregation == "lifted":  # eval.output=backbone: the main numbers are the backbone's
+        assert main(["eval", "synth_r18slim_128x96_dark", str(out / "last.pth"), "--gt-boxes", "--json", str(tmp_path / "b.json"),
+                     "--quiet", *sets(args + ["eval.output=backbone"])]) == 0  # fmt: skip
+        again = json.loads((tmp_path / "b.json").read_text())
+        assert again["output"] == "backbone" and again["AP"] == pytest.approx(metrics["backbone"]["AP"])
+        assert again["final"]["AP"] == pytest.approx(metrics["AP"])
 
 
 def test_training_learns(tiny_synth, tmp_path):

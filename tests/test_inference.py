@@ -14,6 +14,8 @@ from poserenet.errors import ConfigError
 from poserenet.evaluate import predict
 from poserenet.inference import PoseHead, Predictor, TorchRunner, build_head, export_onnx, export_pose_head
 from poserenet.meta import COCO17
+from poserenet.models import PoseReNet
+from poserenet.models.plugin import AGGREGATIONS
 from poserenet.pipeline import build_codec
 
 
@@ -108,6 +110,27 @@ def test_onnx_keypoints_agree_with_pytorch_within_a_thousandth_of_a_pixel(tmp_pa
         for a, b in zip(torch_pred(img, boxes), onnx_pred(img, boxes)):
             assert a.keypoints[:, 2].min() > 1e-3  # real peaks on a zero background
             assert np.abs(a.keypoints - b.keypoints).max() < 1e-3 and a.score == pytest.approx(b.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_onnx_of_poserenet_models_agrees_with_pytorch(tmp_path, aggregation):
+    """The plug-in's every output (the 2x lifted one too) exports: ONNX and PyTorch keypoints
+    agree within a thousandth of a pixel, with the flip test in the graph."""
+    torch.manual_seed(0)
+    model = PoseReNet.wrap(DotNet(), 17, aggregation=aggregation)
+    with torch.no_grad():  # a plug-in that has learned something, not the identity it starts as
+        for p in model.refine.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    codec = HeatmapCodec((128, 96), (32, 24), 1.5, dark=True)
+    head = PoseHead(model.eval(), codec, COCO17.flip_index)
+    images = dot_images(3, seed=1)
+    worst = export_pose_head(head, COCO17, (128, 96), tmp_path / "m.onnx", check_images=images)
+    assert worst < 1e-3
+    torch_pred = Predictor(TorchRunner(head, torch.device("cpu"), False), COCO17, (128, 96))
+    onnx_pred = Predictor.from_checkpoint(tmp_path / "m.onnx")
+    for img in images:
+        for a, b in zip(torch_pred(img, [[0, 0, 180, 240]]), onnx_pred(img, [[0, 0, 180, 240]])):
+            assert np.abs(a.keypoints - b.keypoints).max() < 1e-3
 
 
 def test_onnx_of_a_trained_checkpoint_runs_in_the_predictor(tiny_synth, tiny_checkpoint, tmp_path):

@@ -1,11 +1,15 @@
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from poserenet import create_model
+from poserenet.codec import HeatmapCodec
 from poserenet.errors import ConfigError
+from poserenet.evaluate import codec_for, flip_average
 from poserenet.models import PoseReNet
-from poserenet.models.plugin import eca_kernel_size
+from poserenet.models.plugin import AGGREGATIONS, OPEN_LOGIT, down2, eca_kernel_size, up2
 
 
 class TinyHeatmapNet(nn.Module):
@@ -19,7 +23,39 @@ class TinyHeatmapNet(nn.Module):
         return self.body(x)
 
 
-@pytest.mark.parametrize("aggregation, out_hw", [("sum", (16, 12)), ("gate", (16, 12)), ("lifted", (32, 24)), ("fusion", (16, 12))])
+class PeakNet(nn.Module):
+    """A perfectly trained backbone: its input has one channel per keypoint holding that
+    keypoint's Gaussian in input pixels, and it samples them at the codec's convention
+    (heatmap pixel u = input pixel u * stride). Mirror-equivariant, like a trained model."""
+
+    def __init__(self, stride: int = 4):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        return x[:, :, :: self.stride, :: self.stride]
+
+
+def peak_inputs(codec: HeatmapCodec, n=3, k=6, seed=0, clutter=False):
+    """Inputs for PeakNet and the true keypoints in heatmap pixels, away from the borders
+    (where DARK does not step). `clutter`: a weaker second peak and noise, as a trained model's maps."""
+    rng = np.random.default_rng(seed)
+    (h, w), (sx, sy) = codec.input_hw, codec.stride
+    pts = rng.uniform([5 * sx, 5 * sy], [w - 5 * sx, h - 5 * sy], size=(n, k, 2))
+    yy, xx = np.mgrid[0:h, 0:w]
+    s = codec.sigma * sx
+
+    def bump(p):
+        return np.exp(-((xx - p[..., 0, None, None]) ** 2 + (yy - p[..., 1, None, None]) ** 2) / (2 * s * s))
+
+    maps = bump(pts)
+    if clutter:
+        far = (pts + rng.uniform(0.3, 0.5, size=pts.shape) * [w, h]) % [w, h]
+        maps = 0.8 * maps + 0.25 * bump(far) + rng.uniform(0, 0.02, size=maps.shape)
+    return torch.from_numpy(maps.astype(np.float32)), pts / [sx, sy]
+
+
+@pytest.mark.parametrize("aggregation, out_hw", [("average", (16, 12)), ("gate", (16, 12)), ("lifted", (32, 24)), ("fusion", (16, 12))])
 def test_aggregations_and_their_output_resolution(aggregation, out_hw):
     model = PoseReNet.wrap(TinyHeatmapNet(), 5, aggregation=aggregation)
     x = torch.randn(2, 3, 64, 48)
@@ -30,14 +66,14 @@ def test_aggregations_and_their_output_resolution(aggregation, out_hw):
     assert set(out) == {"heatmaps", "lifted", "backbone"}
     assert out["lifted"].shape == (2, 5, 32, 24) and out["backbone"].shape == (2, 5, 16, 12)
     assert out["lifted"].min() >= 0 and out["lifted"].max() <= 1  # a sigmoid map
-    out["heatmaps"].sum().backward()
+    (out["heatmaps"].sum() + out["lifted"].sum()).backward()
     assert all(p.grad is not None for p in model.refine.parameters())
 
 
 def test_branches_switch_off():
     full = PoseReNet.wrap(TinyHeatmapNet(), 5)
     no_attention = PoseReNet.wrap(TinyHeatmapNet(), 5, channel_attention=False)
-    no_lifting = PoseReNet.wrap(TinyHeatmapNet(), 5, lifting=False, aggregation="sum")
+    no_lifting = PoseReNet.wrap(TinyHeatmapNet(), 5, lifting=False, aggregation="average")
     no_identity = PoseReNet.wrap(TinyHeatmapNet(), 5, identity=False)
     assert set(full.refine) == {"attention", "lifting", "identity"}
     assert set(no_attention.refine) == {"lifting", "identity"}
@@ -45,27 +81,89 @@ def test_branches_switch_off():
     assert set(no_identity.refine) == {"attention", "lifting"}
     no_lifting.train()
     assert "lifted" not in no_lifting(torch.randn(2, 3, 64, 48))
-    for aggregation in ("gate", "lifted"):  # lifted is the default
-        with pytest.raises(ValueError, match=f"{aggregation}' needs the resolution lifting branch; without it use sum or fusion"):
+    for aggregation in ("gate", "lifted"):
+        with pytest.raises(ValueError, match=f"{aggregation}' needs the resolution lifting branch; without it use average or fusion"):
             PoseReNet.wrap(TinyHeatmapNet(), 5, lifting=False, aggregation=aggregation)
-    assert PoseReNet.wrap(TinyHeatmapNet(), 5).cfg.aggregation == "lifted"
     with pytest.raises(ValueError, match="channel attention or the identity branch"):
         PoseReNet.wrap(TinyHeatmapNet(), 5, channel_attention=False, identity=False)
 
 
-def test_channel_attention_is_the_papers_eq4_or_eca():
+def test_average_uses_the_lifted_map_only_in_training():
+    model = PoseReNet.wrap(TinyHeatmapNet(), 5, aggregation="average")
+    calls = []
+    model.refine["lifting"].register_forward_hook(lambda *a: calls.append(1))
+    model.eval()
+    model(torch.randn(1, 3, 64, 48))
+    assert not calls  # auxiliary supervision: nothing to compute at inference
+    model.train()
+    assert "lifted" in model(torch.randn(2, 3, 64, 48)) and calls
+
+
+def test_channel_attention_is_the_papers_eq4_or_eca_and_starts_open():
     conv = PoseReNet.wrap(TinyHeatmapNet(17), 17)
     eca = PoseReNet.wrap(TinyHeatmapNet(17), 17, attention="eca")
     att = conv.refine["attention"]
     assert isinstance(att.fc1, nn.Conv2d) and att.fc1.kernel_size == (1, 1) and att.fc2.kernel_size == (1, 1)
     assert eca.refine["attention"].conv.kernel_size == (3,)  # ECA-Net: k(17) = 3
     assert eca_kernel_size(64) == 3 and eca_kernel_size(256) == 5 and eca_kernel_size(512) == 5
-    # The attention only rescales channels: the maps keep their shape, each scaled by (0, 1).
+    # The attention only rescales channels: the maps keep their shape, each scaled by (0, 1),
+    # and a fresh one lets 95% through.
     f = torch.rand(1, 17, 8, 6) + 0.1
     for module in (att, eca.refine["attention"]):
         ratio = module(f) / f
         assert torch.allclose(ratio, ratio[..., :1, :1].expand_as(ratio), atol=1e-6)
         assert ratio.min() > 0 and ratio.max() < 1
+        assert torch.allclose(ratio, torch.sigmoid(torch.tensor(OPEN_LOGIT)), atol=1e-6)
+
+
+def test_resampling_follows_the_codecs_pixel_convention():
+    """A Gaussian at a known sub-pixel position, lifted to 2x (by up2 and by the lifting branch's
+    fresh deconvolution) and decoded there, comes back within 0.05 px; and back down to 1x."""
+    codec = HeatmapCodec((128, 96), (32, 24), sigma=2.0, dark=True)
+    codec2 = codec.at_resolution(2)
+    assert codec2.heatmap_hw == (64, 48) and codec2.sigma == 4.0 and codec2.stride == (2.0, 2.0)
+    maps, truth = peak_inputs(codec, n=4, k=17)
+    heatmaps = PeakNet()(maps)
+    deconv = PoseReNet.wrap(PeakNet(), 17).refine["lifting"].deconv
+    with torch.no_grad():
+        lifted_by_deconv = deconv(heatmaps)
+    for lifted in (up2(heatmaps), lifted_by_deconv):
+        assert lifted.shape[-2:] == (64, 48)
+        xy, _ = codec2.decode(lifted)
+        assert np.abs(xy.numpy() / 2 - truth).max() < 0.05
+    targets_2x, _ = codec2.encode(truth * codec.stride, np.ones(truth.shape[:2]))
+    xy, _ = codec.decode(down2(torch.from_numpy(targets_2x)))
+    assert np.abs(xy.numpy() - truth).max() < 0.05
+    # The half-pixel convention this replaced is caught: it is a quarter of a 1x pixel off.
+    half = F.interpolate(heatmaps, scale_factor=2, mode="bilinear", align_corners=False)
+    xy, _ = codec2.decode(half)
+    assert np.abs(xy.numpy() / 2 - truth).mean() > 0.2
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("attention", ["conv", "eca"])
+def test_fresh_poserenet_decodes_where_its_backbone_does(aggregation, flip, attention):
+    """Identity at init: on a trained backbone's heatmaps, a freshly built PoseReNet decodes
+    within 0.05 heatmap pixels of the backbone, with and without the flip test."""
+    codec = HeatmapCodec((128, 96), (32, 24), sigma=2.0, dark=True)
+    maps, truth = peak_inputs(codec, clutter=True)
+    flip_index = list(range(maps.shape[1]))
+    backbone = PeakNet()
+    model = PoseReNet.wrap(backbone, maps.shape[1], aggregation=aggregation, attention=attention).eval()
+
+    def decode(m):
+        with torch.no_grad():
+            out = m(maps)
+            c = codec_for(codec, out)
+            if flip:
+                out = flip_average(out, m(maps.flip(-1)), flip_index, c)
+            xy, _ = c.decode(out)
+        return xy.numpy() / c.resolution
+
+    base = decode(backbone)
+    assert np.abs(base - truth).max() < 0.05
+    assert np.abs(decode(model) - base).max() < 0.05
 
 
 def test_factory_options():
@@ -73,17 +171,17 @@ def test_factory_options():
     assert isinstance(m, PoseReNet) and m.cfg.aggregation == "fusion" and "fusion" in m.refine
     assert not isinstance(create_model("simplebaseline_r18", 5, poserenet=False), PoseReNet)
     with pytest.raises(ConfigError, match="unexpected keyword argument 'aggregate'.*known: enabled, aggregation"):
-        create_model("simplebaseline_r18", 5, poserenet={"aggregate": "sum"})
+        create_model("simplebaseline_r18", 5, poserenet={"aggregate": "average"})
     with pytest.raises(ConfigError, match="aggregation must be one of"):
         create_model("simplebaseline_r18", 5, poserenet={"aggregation": "max"})
 
 
 def test_hourglass_stacks_pass_through_the_plugin():
-    m = create_model("hourglass_2", 16, poserenet=True, num_feats=32)
+    m = create_model("hourglass_2", 16, poserenet={"aggregation": "lifted"}, num_feats=32)
     m.train()
     out = m(torch.randn(2, 3, 128, 128))
     assert set(out) == {"heatmaps", "stack0", "lifted", "backbone"}
     assert out["stack0"].shape == out["backbone"].shape == (2, 16, 32, 32)
-    assert out["heatmaps"].shape == out["lifted"].shape == (2, 16, 64, 64)  # the default "lifted" aggregation
+    assert out["heatmaps"].shape == out["lifted"].shape == (2, 16, 64, 64)
     m.eval()
     assert m(torch.randn(1, 3, 128, 128)).shape == (1, 16, 64, 64)

@@ -4,23 +4,33 @@ On the backbone's heatmaps f_in [N, K, H, W], three branches (paper, Eqs. 4-7):
 
 1. channel attention  f1 = sigmoid(conv1x1(relu(conv1x1(GlobalPool(f_in))))) * f_in
    (Eq. 4; the ReLU between the two convolutions is SE-Net's: without it they collapse into
-   one linear map), or the ECA-Net form: a 1-D convolution across channels with an adaptive
-   kernel size;
+   one linear map), or the ECA-Net form: a 1-D convolution across channels;
 2. resolution lifting f2 = sigmoid(conv3x3(conv1x1(Deconv(f_in)))) at 2H x 2W, supervised with
    ground-truth heatmaps rendered at that resolution;
 3. identity            f3 = conv3x3(conv3x3(f_in)).
 
-f_out = Aggregation(f1, f2, f3); the paper leaves Aggregation open, so these are offered:
+f_out = Aggregation(f1, f2, f3). The paper leaves Aggregation open; f2 is a sigmoid map, which
+cannot take a Gaussian's shape, so it never enters the output as a summand: the paper calls it
+a spatial attention with high-resolution supervision, and that is how it is used. With
+m = (f1 + f3) / 2:
 
-- "sum":    f1 + f3 + avgpool2(f2), at H x W;
-- "gate":   (f1 + f3) * avgpool2(f2): the lifted map acts as a spatial attention;
-- "lifted": up2(f1 + f3) + f2, at 2H x 2W (decoded at the finer resolution);
-- "fusion": conv1x1([f1, f3, avgpool2(f2)]), a learned 3K -> K fusion.
+- "average": m; f2 is auxiliary supervision only (not computed at inference);
+- "gate":    m * (1 + down2(f2)): f2 as a residual spatial attention, at H x W;
+- "lifted":  up2(m) * (1 + f2), at 2H x 2W (decoded at the finer resolution);
+- "fusion":  conv1x1([f1, f3, down2(f2)]), a learned 3K -> K mix that starts as m.
 
-"lifted" is the default: it scored best of the four on LSPET (docs/ablation.md).
+Every branch starts as (or near) the identity, so a fresh PoseReNet decodes where its backbone
+does: Dirac-initialised identity convolutions, the channel attention open (~0.95), the lifting
+branch's deconvolution a bilinear upsampling and its last convolution zero (f2 = 1% everywhere).
+
+Resolutions follow the codec's pixel convention (heatmap pixel i <-> input pixel i * stride),
+so 1x pixel i is 2x pixel 2i: `up2`, `down2` and the deconvolution's footprint are centred
+there (bilinear upsampling with align_corners=False or a 4x4 stride-2 deconvolution would put
+it at 2i + 0.5).
 
 With `zero_init` (for boosting a trained model) the output is f_in + g * (f_out - f_in) with a
-learned per-keypoint g that starts at 0, so the boosted model starts exactly where the base is.
+learned per-keypoint g that starts at 0 (f_in upsampled for "lifted"), so the boosted model
+starts exactly where the base is.
 
 In training mode the module returns a dict of every supervised output: "heatmaps" (f_out),
 "lifted" (f2), "backbone" (f_in), and any extra outputs of the backbone (e.g. hourglass stacks);
@@ -36,22 +46,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-AGGREGATIONS = ("sum", "gate", "lifted", "fusion")
+AGGREGATIONS = ("average", "gate", "lifted", "fusion")
 ATTENTIONS = ("conv", "eca")
+# Channel attention starts open: sigmoid(OPEN_LOGIT) = 0.95 of each map passes.
+OPEN_LOGIT = math.log(0.95 / 0.05)
 
 
 @dataclass
 class PoseReNetConfig:
     enabled: bool = False
-    # sum | gate | lifted | fusion; "lifted" won the controlled comparison of docs/ablation.md.
+    # average | gate | lifted | fusion (see the module docstring and docs/ablation.md).
     aggregation: str = "lifted"
     attention: str = "conv"  # conv: the paper's two 1x1 convolutions | eca: ECA-Net's 1-D convolution
     channel_attention: bool = True  # branch 1
     lifting: bool = True  # branch 2
     identity: bool = True  # branch 3
-    # Start as the identity (for boosting a trained model): f_out = f_in + g * (Aggregation - f_in),
+    # Start exactly as the backbone (for boosting a trained model): f_out = f_in + g * (Aggregation - f_in),
     # with a learned per-keypoint g that starts at 0.
     zero_init: bool = False
+
+
+def up2(x: torch.Tensor) -> torch.Tensor:
+    """[..., H, W] -> [..., 2H, 2W], linear: 1x pixel i lands on 2x pixel 2i, odd pixels are the
+    mean of their neighbours, the last row/column repeats the border."""
+    return _up_last(_up_last(x).transpose(-1, -2)).transpose(-1, -2)
+
+
+def _up_last(x: torch.Tensor) -> torch.Tensor:
+    nxt = torch.cat([x[..., 1:], x[..., -1:]], dim=-1)
+    return torch.stack([x, 0.5 * (x + nxt)], dim=-1).flatten(-2)
+
+
+def down2(x: torch.Tensor) -> torch.Tensor:
+    """[..., 2H, 2W] -> [..., H, W]: a [1, 2, 1] / 4 triangle centred on 2x pixel 2i (avg_pool2d
+    would centre it on 2i + 0.5)."""
+    return _down_last(_down_last(x).transpose(-1, -2)).transpose(-1, -2)
+
+
+def _down_last(x: torch.Tensor) -> torch.Tensor:
+    prev = torch.cat([x[..., :1], x[..., 1:-1:2]], dim=-1)
+    return 0.25 * prev + 0.5 * x[..., 0::2] + 0.25 * x[..., 1::2]
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
@@ -67,11 +101,16 @@ class ChannelAttention(nn.Module):
         if kind == "conv":
             self.fc1 = nn.Conv2d(channels, channels, 1)
             self.fc2 = nn.Conv2d(channels, channels, 1)
+            last = self.fc2
         elif kind == "eca":
             k = eca_kernel_size(channels)
-            self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
+            # ECA-Net's convolution has no bias; ours has one, to start open like the conv form.
+            self.conv = nn.Conv1d(1, 1, k, padding=k // 2)
+            last = self.conv
         else:
             raise ValueError(f"channel attention must be one of {ATTENTIONS}, got {kind!r}")
+        nn.init.zeros_(last.weight)
+        nn.init.constant_(last.bias, OPEN_LOGIT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = F.adaptive_avg_pool2d(x, 1)  # [N, K, 1, 1]
@@ -83,16 +122,25 @@ class ChannelAttention(nn.Module):
 
 
 class ResolutionLifting(nn.Module):
-    # The sigmoid map starts near 0 (a prior of 1%, as detectors initialise their classifiers):
-    # at 0.5 everywhere its MSE against mostly-zero targets would swamp the heatmap loss.
+    # The sigmoid map starts at a 1% prior everywhere (as detectors initialise their classifiers):
+    # at 0.5 its MSE against mostly-zero targets would swamp the heatmap loss.
     PRIOR = 0.01
 
     def __init__(self, channels: int):
         super().__init__()
-        self.deconv = nn.ConvTranspose2d(channels, channels, 4, 2, 1, bias=False)
+        # A 3-tap footprint centred on 2x pixel 2i (the codec's convention), 2H x 2W out.
+        self.deconv = nn.ConvTranspose2d(channels, channels, 3, 2, 1, output_padding=1, bias=False)
         self.conv1 = nn.Conv2d(channels, channels, 1)
         self.conv3 = nn.Conv2d(channels, channels, 3, 1, 1)
-        nn.init.constant_(self.conv3.bias, -math.log((1 - self.PRIOR) / self.PRIOR))
+        with torch.no_grad():
+            tri = torch.tensor([0.5, 1.0, 0.5])
+            self.deconv.weight.zero_()
+            for c in range(channels):  # per-channel bilinear upsampling, = up2 inside the map
+                self.deconv.weight[c, c] = tri[:, None] * tri[None, :]
+            nn.init.dirac_(self.conv1.weight)
+            nn.init.zeros_(self.conv1.bias)
+            nn.init.zeros_(self.conv3.weight)
+            nn.init.constant_(self.conv3.bias, -math.log((1 - self.PRIOR) / self.PRIOR))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv3(self.conv1(self.deconv(x))))
@@ -103,6 +151,9 @@ class IdentityBranch(nn.Module):
         super().__init__()
         self.conv_a = nn.Conv2d(channels, channels, 3, 1, 1)
         self.conv_b = nn.Conv2d(channels, channels, 3, 1, 1)
+        for conv in (self.conv_a, self.conv_b):  # start as the identity, as the branch's name says
+            nn.init.dirac_(conv.weight)
+            nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_b(self.conv_a(x))
@@ -129,11 +180,9 @@ class PoseReNet(nn.Module):
         if cfg.aggregation not in AGGREGATIONS:
             raise ValueError(f"PoseReNet aggregation must be one of {AGGREGATIONS}, got {cfg.aggregation!r}")
         if not (cfg.channel_attention or cfg.identity):
-            raise ValueError("PoseReNet needs the channel attention or the identity branch (the lifted map alone is a gate)")
+            raise ValueError("PoseReNet needs the channel attention or the identity branch (the lifted map alone is an attention)")
         if cfg.aggregation in ("gate", "lifted") and not cfg.lifting:
-            raise ValueError(f"PoseReNet aggregation {cfg.aggregation!r} needs the resolution lifting branch; without it use sum or fusion")
-        if cfg.zero_init and cfg.aggregation == "lifted":
-            raise ValueError("zero_init needs an output at the backbone's resolution; use aggregation sum, gate or fusion")
+            raise ValueError(f"PoseReNet aggregation {cfg.aggregation!r} needs the resolution lifting branch; without it use average or fusion")
         self.cfg = cfg
         self.num_keypoints = num_keypoints
         self.backbone = backbone
@@ -146,8 +195,15 @@ class PoseReNet(nn.Module):
         if cfg.identity:
             self.refine["identity"] = IdentityBranch(k)
         if cfg.aggregation == "fusion":
-            n_in = int(cfg.channel_attention) + int(cfg.lifting) + int(cfg.identity)
-            self.refine["fusion"] = nn.Conv2d(n_in * k, k, 1)
+            n_base = int(cfg.channel_attention) + int(cfg.identity)
+            n_in = n_base + int(cfg.lifting)
+            fusion = nn.Conv2d(n_in * k, k, 1)
+            with torch.no_grad():  # starts as the mean of f1 and f3, f2 not yet used
+                fusion.weight.zero_()
+                fusion.bias.zero_()
+                for j in range(n_base):
+                    fusion.weight[:, j * k : (j + 1) * k, 0, 0] = torch.eye(k) / n_base
+            self.refine["fusion"] = fusion
         if cfg.zero_init:
             self.refine["gate"] = ResidualGate(k)
 
@@ -162,23 +218,28 @@ class PoseReNet(nn.Module):
         return 2 if self.cfg.aggregation == "lifted" else 1
 
     def refine_heatmaps(self, f_in: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every output of the plug-in on the backbone's heatmaps: "heatmaps" (f_out),
+        "backbone" (f_in) and, when it is computed, "lifted" (f2)."""
         r = self.refine
-        f1 = r["attention"](f_in) if "attention" in r else None
-        f2 = r["lifting"](f_in) if "lifting" in r else None
-        f3 = r["identity"](f_in) if "identity" in r else None
-        base = [f for f in (f1, f3) if f is not None]
         agg = self.cfg.aggregation
-        if agg == "sum":
-            out = sum(base) + (F.avg_pool2d(f2, 2) if f2 is not None else 0)
+        f1 = r["attention"](f_in) if "attention" in r else None
+        f3 = r["identity"](f_in) if "identity" in r else None
+        # "average" uses f2 only as a training signal: at inference it costs nothing.
+        need_f2 = "lifting" in r and (self.training or agg != "average")
+        f2 = r["lifting"](f_in) if need_f2 else None
+        base = [f for f in (f1, f3) if f is not None]
+        mean = sum(base) / len(base)
+        if agg == "average":
+            out = mean
         elif agg == "gate":
-            out = sum(base) * F.avg_pool2d(f2, 2)
+            out = mean * (1 + down2(f2))
         elif agg == "lifted":
-            out = F.interpolate(sum(base), scale_factor=2, mode="bilinear", align_corners=False) + f2
+            out = up2(mean) * (1 + f2)
         else:  # fusion
-            parts = base + ([F.avg_pool2d(f2, 2)] if f2 is not None else [])
+            parts = base + ([down2(f2)] if f2 is not None else [])
             out = r["fusion"](torch.cat(parts, dim=1))
         if "gate" in r:
-            out = r["gate"](f_in, out)
+            out = r["gate"](up2(f_in) if agg == "lifted" else f_in, out)
         outputs = {"heatmaps": out, "backbone": f_in}
         if f2 is not None:
             outputs["lifted"] = f2
