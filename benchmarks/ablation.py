@@ -1,17 +1,20 @@
-"""Does PoseReNet help? A controlled ablation on LSPET, the numbers of docs/ablation.md.
+"""Does PoseReNet help? The controlled comparison on LSPET behind docs/ablation.md.
 
-    python benchmarks/ablation.py [--epochs 6] [--seeds 0 1 2] [--jobs 2] [--long-epochs 12]
+    python benchmarks/ablation.py [--settings slim6 slim18 full6 boost] [--seeds 0 1 2] [--jobs 2]
 
-Every variant trains the same small backbone (a slim SimpleBaseline-R18 at 128x96, the demo's)
-on lspet_train for the same number of epochs with the same recipe and seeds, and is scored on
-lspet_val (ground-truth boxes, flip test). Stage 1: the backbone alone (MSRA heatmaps), + DARK,
-+ DARK + PoseReNet with each aggregation. Stage 2: the best aggregation without each branch.
-Stage 3, what changes the outcome: the backbone's own heatmaps supervised too, a lighter lifted
-loss, the identity-preserving init, and two more epochs on the trained backbone (plain, or
-`poserenet boost` with the backbone frozen). Stage 4: twice the epochs, one seed. Finished runs
-are reused, so the script can be stopped and restarted (about 2.5 hours on 2 cores). At the end
-it writes docs/ablation_table.md (mean +- std over seeds, params, GFLOPs), docs/ablation.png and
-runs/ablation/summary.json.
+Every run trains on lspet_train with the same recipe and seeds and is scored on lspet_val
+(ground-truth boxes, flip test). Settings:
+
+- slim6 / slim18: the demo's slim SimpleBaseline-R18 (half-width trunk, 64-channel
+  deconvolutions) for 6 and 18 epochs: the backbone + DARK, and + PoseReNet with each
+  aggregation (the default among them);
+- full6: the full SimpleBaseline-R18 for 6 epochs: the backbone + DARK and + PoseReNet (default);
+- boost: on each trained slim18 backbone, `poserenet boost` (frozen backbone) against the
+  backbone trained on at its final learning rate, for an equal wall time.
+
+Each run is `poserenet train lspet_simplebaseline_r18_128x96 --set ...` (or `poserenet boost`);
+finished runs in runs/ablation/ are reused, so the script can be stopped and restarted. It
+writes docs/ablation_table.md, docs/ablation.png and benchmarks/results/ablation_summary.json.
 """
 
 from __future__ import annotations
@@ -19,247 +22,288 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from poserenet.models.plugin import AGGREGATIONS, PoseReNetConfig  # noqa: E402
+
+DEFAULT = PoseReNetConfig.aggregation
 BASE = [
-    "model.name=simplebaseline_r18", "model.kwargs={base_width: 32, deconv_channels: 64}", "data.input_hw=[128, 96]",
-    "codec.sigma=2.0", "train.batch_size=32", "train.lr=2e-3", "eval.boxes=ground_truth", "eval.flip_test=true",
+    "model.name=simplebaseline_r18", "data.input_hw=[128, 96]", "codec.sigma=2.0", "codec.dark=true",
+    "train.batch_size=32", "train.lr=2e-3", "eval.boxes=ground_truth", "eval.flip_test=true",
     "data.num_workers=0", "train.threads=1", "train.keep_last=0",
-    # Under PoseReNet only its outputs are supervised, as in the paper's Fig. 1; stage 3 adds the
-    # backbone's own heatmaps (which won, and is now the config default).
-    "loss.output_weights={backbone: 0.0}",
 ]  # fmt: skip
-DARK = ["codec.dark=true"]
-MSRA = ["codec.dark=false"]
+SLIM = ["model.kwargs={base_width: 32, deconv_channels: 64}"]
+BACKBONE = "backbone + DARK"
 
 
-def plugin(aggregation: str, zero_init: bool, **off: bool) -> list[str]:
-    out = [
-        "model.poserenet.enabled=true",
-        f"model.poserenet.aggregation={aggregation}",
-        f"model.poserenet.zero_init={str(zero_init).lower()}",
-    ]
-    return out + [f"model.poserenet.{k}={str(v).lower()}" for k, v in off.items()]
+def plugin(aggregation: str) -> list[str]:
+    return ["model.poserenet.enabled=true", f"model.poserenet.aggregation={aggregation}"]
 
 
-def name_of(aggregation: str, zero_init: bool) -> str:
-    return f"+ PoseReNet {aggregation}" + (" (zero init)" if zero_init else "")
+def variant_name(aggregation: str) -> str:
+    return f"+ PoseReNet {aggregation}" + (" (default)" if aggregation == DEFAULT else "")
 
 
-def stage1() -> dict[str, list[str]]:
-    variants = {"backbone (MSRA)": MSRA, "backbone + DARK": DARK}
-    for agg in ("sum", "gate", "lifted", "fusion"):
-        variants[name_of(agg, False)] = DARK + plugin(agg, False)
-    return variants
+@dataclass
+class Setting:
+    label: str
+    model: list[str]
+    epochs: int
+    aggregations: tuple[str, ...]
+    val_every: int = 0  # 0: only after the last epoch
+
+    def variants(self) -> dict[str, list[str]]:
+        return {BACKBONE: [], **{variant_name(a): plugin(a) for a in self.aggregations}}
+
+    def overrides(self) -> list[str]:
+        drop = round(self.epochs * 5 / 6)  # lr x0.1 for the last sixth, as the LSPET recipe (5 of 6)
+        return [*BASE, *self.model, f"train.epochs={self.epochs}", f"train.lr_steps=[{drop}]",
+                f"train.val_every={self.val_every or self.epochs}"]  # fmt: skip
 
 
-def stage2(best: str, zero: bool) -> dict[str, list[str]]:
-    # Without the lifting branch, aggregations that need it fall back to sum.
-    no_lift = best if best in ("sum", "fusion") else "sum"
-    return {
-        f"{name_of(best, zero)} - attention": DARK + plugin(best, zero, channel_attention=False),
-        f"{name_of(no_lift, zero)} - lifting": DARK + plugin(no_lift, zero, lifting=False),
-        f"{name_of(best, zero)} - identity": DARK + plugin(best, zero, identity=False),
-    }
+SETTINGS = {
+    "slim6": Setting("slim R18, 6 epochs", SLIM, 6, AGGREGATIONS),
+    "slim18": Setting("slim R18, 18 epochs", SLIM, 18, AGGREGATIONS, val_every=3),
+    "full6": Setting("full R18, 6 epochs", [], 6, (DEFAULT,)),
+}
 
 
-def stage3_variants(best_name: str, best: str, zero: bool) -> dict[str, list[str]]:
-    zero_agg = best if best != "lifted" else "sum"  # zero init needs an output at the backbone's resolution
-    return {
-        f"{best_name}, backbone heatmaps supervised": DARK + plugin(best, zero) + ["loss.output_weights={backbone: 1.0}"],
-        f"{best_name}, lifted loss x0.1": DARK + plugin(best, zero) + ["loss.output_weights={backbone: 0.0, lifted: 0.1}"],
-        name_of(zero_agg, True): DARK + plugin(zero_agg, True),
-    }
+@dataclass
+class Args:
+    data: str
+    out: Path
+    seeds: list[int]
+    jobs: int
+    more_epochs: int
+    boost_epochs: int
+    docs: Path
+    settings: list[str] = field(default_factory=list)
 
 
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").replace("__", "_")
 
 
-def run_one(name: str, overrides: list[str], seed: int, args: argparse.Namespace, epochs: int | None = None) -> dict:
-    out = Path(args.out) / f"{slug(name)}_s{seed}"
-    metrics = out / "metrics.json"
-    if metrics.is_file() and (out / "done").is_file():
-        return json.loads(metrics.read_text())
-    epochs = epochs or args.epochs
-    sets = [*BASE, *overrides, f"train.seed={seed}", f"train.epochs={epochs}", f"train.lr_steps=[{epochs - 1}]",
-            f"train.out_dir={out}", f"train.val_every={epochs}", f"data.root={args.data}"]  # fmt: skip
-    cmd = [
-        sys.executable,
-        "-m",
-        "poserenet",
-        "train",
-        "lspet_simplebaseline_r18_128x96",
-        "--quiet",
-        *[a for s in sets for a in ("--set", s)],
-    ]
+def run(cmd: list[str], where: Path) -> dict:
+    """One `poserenet` command into `where`, reused when it finished before."""
+    done = where / "done"
+    if done.is_file():
+        return json.loads((where / "metrics.json").read_text())
     t = time.time()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    r = subprocess.run([sys.executable, "-m", "poserenet", *cmd], capture_output=True, text=True, cwd=REPO,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     if r.returncode != 0:
-        raise RuntimeError(f"{name} seed {seed} failed:\n{r.stderr[-3000:]}")
-    (out / "done").write_text(f"{time.time() - t:.0f} s\n")
-    print(f"  {name} seed {seed}: {time.time() - t:.0f} s", flush=True)
-    return json.loads(metrics.read_text())
+        raise RuntimeError(f"{where.name} failed:\n{r.stderr[-3000:]}")
+    done.write_text(f"{time.time() - t:.0f}\n")
+    print(f"  {where.parent.name}/{where.name}: {time.time() - t:.0f} s", flush=True)
+    return json.loads((where / "metrics.json").read_text())
 
 
-def run_stage(variants: dict[str, list[str]], args: argparse.Namespace, seeds: list[int] | None = None,
-              epochs: int | None = None) -> dict[str, list[dict]]:  # fmt: skip
-    jobs = [(n, o, s) for n, o in variants.items() for s in (seeds or args.seeds)]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda j: run_one(*j, args, epochs), jobs))
-    out: dict[str, list[dict]] = {}
-    for (n, _, _), m in zip(jobs, results):
-        out.setdefault(n, []).append(m)
-    return out
+def sets(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
 
 
-def run_continuations(args: argparse.Namespace) -> dict[str, list[dict]]:
-    """Two more epochs on top of each finished `backbone + DARK` run: the backbone alone keeps
-    training (lr x0.1, as its schedule), or `poserenet boost` trains PoseReNet on the frozen
-    backbone. The same extra budget either way."""
-    import shutil
+def train_cmd(overrides: list[str], out: Path, args: Args, resume: bool = False) -> list[str]:
+    return ["train", "lspet_simplebaseline_r18_128x96", "--quiet", *(["--resume"] if resume else []),
+            *sets([*overrides, f"train.out_dir={out}", f"data.root={args.data}"])]  # fmt: skip
 
-    out: dict[str, list[dict]] = {"backbone + DARK, 2 more epochs": [], "backbone + DARK, + boost 2 epochs (frozen)": []}
-    jobs = []
-    for seed in args.seeds:
-        base = Path(args.out) / f"{slug('backbone + DARK')}_s{seed}"
-        more = Path(args.out) / f"continue_s{seed}"
-        boost = Path(args.out) / f"boost_s{seed}"
-        sets = [*BASE, *DARK, f"train.seed={seed}", f"data.root={args.data}", "train.lr_steps=[5]"]
-        if not (more / "done").is_file():
-            more.mkdir(parents=True, exist_ok=True)
-            shutil.copy(base / "last.pth", more / "last.pth")
-            cmd = ["train", "lspet_simplebaseline_r18_128x96", "--quiet", "--resume", *[a for x in [*sets, "train.epochs=8", f"train.out_dir={more}",
-                   "train.val_every=8"] for a in ("--set", x)]]  # fmt: skip
-            jobs.append((cmd, more))
-        if not (boost / "done").is_file():
-            cmd = ["boost", str(base / "last.pth"), "--config", "lspet_simplebaseline_r18_128x96", "--epochs", "2", "--out", str(boost),
-                   "--quiet", *[a for x in [*sets, "train.lr_steps=[100]", "train.val_every=2", "train.keep_last=0"] for a in ("--set", x)]]  # fmt: skip
-            jobs.append((cmd, boost))
+
+def run_setting(key: str, args: Args) -> dict[str, list[Path]]:
+    s = SETTINGS[key]
+    jobs = [(name, seed, args.out / key / f"{slug(name)}_s{seed}", o) for name, o in s.variants().items() for seed in args.seeds]
+    print(f"{key}: {s.label}, {len(jobs)} runs", flush=True)
 
     def go(job):
-        cmd, where = job
-        t = time.time()
-        r = subprocess.run([sys.executable, "-m", "poserenet", *cmd], capture_output=True, text=True, cwd=REPO,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
-        if r.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd[:2])} failed:\n{r.stderr[-3000:]}")
-        (where / "done").write_text(f"{time.time() - t:.0f} s\n")
-        print(f"  {where.name}: {time.time() - t:.0f} s", flush=True)
+        name, seed, out, o = job
+        run(train_cmd([*s.overrides(), *o, f"train.seed={seed}"], out, args), out)
 
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(go, jobs))
+    runs: dict[str, list[Path]] = {}
+    for name, _, out, _ in jobs:
+        runs.setdefault(name, []).append(out)
+    return runs
+
+
+def run_boost(args: Args) -> dict[str, list[Path]]:
+    """On each trained slim18 backbone: N more epochs of the backbone at its final learning rate,
+    or `poserenet boost` (PoseReNet default, backbone frozen) for M epochs of about the same
+    wall time (a frozen backbone runs forward only)."""
+    s = SETTINGS["slim18"]
+    more_name, boost_name = f"{BACKBONE}, {args.more_epochs} more epochs", f"{BACKBONE}, + boost {args.boost_epochs} epochs (frozen)"
+    jobs, runs = [], {more_name: [], boost_name: []}
     for seed in args.seeds:
-        out["backbone + DARK, 2 more epochs"].append(
-            json.loads((Path(args.out) / f"continue_s{seed}" / "metrics.json").read_text())
-        )
-        out["backbone + DARK, + boost 2 epochs (frozen)"].append(
-            json.loads((Path(args.out) / f"boost_s{seed}" / "metrics.json").read_text())
-        )
-    return out
+        base = args.out / "slim18" / f"{slug(BACKBONE)}_s{seed}"
+        more, boost = args.out / "boost" / f"more_s{seed}", args.out / "boost" / f"boost_s{seed}"
+        runs[more_name].append(more)
+        runs[boost_name].append(boost)
+        total = s.epochs + args.more_epochs
+        if not (more / "done").is_file():
+            more.mkdir(parents=True, exist_ok=True)
+            shutil.copy(base / "last.pth", more / "last.pth")
+            o = [*s.overrides(), f"train.seed={seed}", f"train.epochs={total}", f"train.val_every={total}"]
+            jobs.append((train_cmd(o, more, args, resume=True), more))
+        # The boost's own epochs (--epochs), at a constant learning rate.
+        o = [*BASE, *s.model, f"train.seed={seed}", "train.lr_steps=[100]", f"train.val_every={args.boost_epochs}",
+             f"data.root={args.data}"]  # fmt: skip
+        jobs.append((["boost", str(base / "last.pth"), "--epochs", str(args.boost_epochs), "--out", str(boost), "--quiet", *sets(o)], boost))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda j: run(*j), jobs))
+    return runs
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+# --------------------------------------------------------------------------- report
+def read_run(out: Path, skip_epochs: int = 0) -> dict:
+    """Metrics and training time of one run (boost runs: boost.json's boosted metrics)."""
+    m = json.loads((out / "metrics.json").read_text())
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    seconds = sum(r["train_seconds"] for r in log if r["epoch"] > skip_epochs)
+    curve = [(r["epoch"], r["val_PCK@0.2"], r.get("val_backbone_PCK@0.2")) for r in log if "val_PCK@0.2" in r]
+    return {"metrics": m, "train_seconds": seconds, "curve": curve}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "lspet"))
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--long-epochs", type=int, default=12, help="stage 4's budget (one seed); 0 skips it")
-    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
-    p.add_argument("--out", default=str(REPO / "runs" / "ablation"))
-    p.add_argument("--docs", default=str(REPO / "docs"))
-    args = p.parse_args()
-    if not Path(args.data, "lspet_train.json").is_file():
-        sys.exit(f"LSPET not found in {args.data} (--data)")
-
-    print(f"stage 1: backbone, DARK, aggregations ({len(args.seeds)} seeds, {args.epochs} epochs)", flush=True)
-    results = run_stage(stage1(), args)
-    plug = {n: mean_std([m["PCK@0.2"] for m in ms])[0] for n, ms in results.items() if n.startswith("+ PoseReNet")}
-    best_name = max(plug, key=plug.get)
-    best, zero = best_name.split()[2], best_name.endswith("(zero init)")
-    print(f"stage 2: branches of the best variant ({best_name})", flush=True)
-    results.update(run_stage(stage2(best, zero), args))
-    print("stage 3: what changes the outcome", flush=True)
-    results.update(run_stage(stage3_variants(best_name, best, zero), args))
-    extra = run_continuations(args)
-    if args.long_epochs:
-        # Does a longer budget change the outcome? One seed each, at twice the epochs: the backbone
-        # and the best PoseReNet variant of stages 1-3.
-        plug = {n: mean_std([m["PCK@0.2"] for m in ms])[0] for n, ms in results.items() if n.startswith("+ PoseReNet")}
-        winner = max(plug, key=plug.get)
-        overrides = {**stage1(), **stage2(best, zero), **stage3_variants(best_name, best, zero)}[winner]
-        print(f"stage 4: {args.long_epochs} epochs, seed {args.seeds[0]}: backbone + DARK vs {winner}", flush=True)
-        extra.update(run_stage({f"backbone + DARK, {args.long_epochs} epochs": DARK, f"{winner}, {args.long_epochs} epochs": overrides},
-                               args, seeds=args.seeds[:1], epochs=args.long_epochs))  # fmt: skip
-    write_report(results, best_name, args, extra)
+def mean_std(values: list[float]) -> list[float]:
+    return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
 
-def write_report(results: dict[str, list[dict]], best: str, args: argparse.Namespace, extra: dict[str, list[dict]]) -> None:
+def summarize(name: str, runs: list[dict]) -> dict:
+    ms = [r["metrics"] for r in runs]
+    row = {"variant": name, "n": len(ms)}
+    for key in ("PCK@0.2", "AP", "AP50", "AP75", "APM", "APL", "AR"):
+        row[key] = mean_std([100 * m[key] for m in ms])
+    row["PCK per seed"] = [round(100 * m["PCK@0.2"], 2) for m in ms]
+    row["AP per seed"] = [round(100 * m["AP"], 2) for m in ms]
+    joints = ms[0]["PCK@0.2 per joint"]
+    row["per joint"] = {j: statistics.mean(100 * m["PCK@0.2 per joint"][j] for m in ms) for j in joints}
+    if "backbone" in ms[0]:
+        row["backbone output"] = {k: mean_std([100 * m["backbone"][k] for m in ms]) for k in ("PCK@0.2", "AP")}
+    row["train minutes"] = statistics.mean(r["train_seconds"] for r in runs) / 60
+    row["curves"] = [r["curve"] for r in runs]
+    return row
+
+
+def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
     from poserenet import create_model
     from poserenet.complexity import measure
     from poserenet.config import load_config
 
-    rows = []
-    dirs = {"backbone + DARK, 2 more epochs": "continue", "backbone + DARK, + boost 2 epochs (frozen)": "boost"}
-    for name, ms in {**results, **extra}.items():
-        cfg = load_config(Path(args.out) / f"{dirs.get(name, slug(name))}_s{args.seeds[0]}" / "config.yaml")
-        cost = measure(
-            create_model(cfg.model.name, 14, poserenet=cfg.model.poserenet, **cfg.model.kwargs), tuple(cfg.data.input_hw)
-        )
-        pck, ap = mean_std([100 * m["PCK@0.2"] for m in ms]), mean_std([100 * m["AP"] for m in ms])
-        rows.append({"variant": name, "pck": pck, "ap": ap, "params": cost.params_m, "gflops": cost.gflops,
-                     "seeds": [round(100 * m["PCK@0.2"], 2) for m in ms]})  # fmt: skip
-    summary = {"epochs": args.epochs, "seeds": args.seeds, "best_aggregation": best, "rows": rows}
-    Path(args.out, "summary.json").write_text(json.dumps(summary, indent=1))
-    docs = Path(args.docs)
-    docs.mkdir(exist_ok=True)
-    lines = ["| variant | PCK@0.2 (%) | OKS AP (%) | params (M) | GFLOPs | PCK per seed |", "|---|---:|---:|---:|---:|---|"]
-    for r in rows:
-        pm = (lambda m: f"{m[0]:.1f} ± {m[1]:.1f}") if len(r["seeds"]) > 1 else (lambda m: f"{m[0]:.1f} (1 seed)")
-        lines.append(f"| {r['variant']} | {pm(r['pck'])} | {pm(r['ap'])} | "
-                     f"{r['params']:.3f} | {r['gflops']:.3f} | {', '.join(f'{v:.1f}' for v in r['seeds'])} |")  # fmt: skip
-    (docs / "ablation_table.md").write_text("\n".join(lines) + "\n")
-    plot(rows, docs / "ablation.png")
-    print("\n".join(lines))
+    summary = {"seeds": args.seeds, "default": DEFAULT, "settings": {}}
+    for key, runs in results.items():
+        rows = []
+        for name, outs in runs.items():
+            skip = SETTINGS["slim18"].epochs if key == "boost" and "more epochs" in name else 0
+            row = summarize(name, [read_run(o, skip) for o in outs])
+            cfg = load_config(outs[0] / "config.yaml")
+            cost = measure(create_model(cfg.model.name, 14, poserenet=cfg.model.poserenet, **cfg.model.kwargs), tuple(cfg.data.input_hw))
+            row.update(params=cost.params_m, gflops=cost.gflops)
+            rows.append(row)
+        label = SETTINGS[key].label if key in SETTINGS else f"boost on the slim18 backbones ({args.more_epochs} more epochs vs boost {args.boost_epochs})"
+        summary["settings"][key] = {"label": label, "rows": rows}
+    out = REPO / "benchmarks" / "results" / "ablation_summary.json"
+    out.write_text(json.dumps(summary, indent=1))
+    table = markdown(summary)
+    (args.docs / "ablation_table.md").write_text(table)
+    plot(summary, args.docs / "ablation.png")
+    print(table)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def pm(v: list[float], n: int) -> str:
+    return f"{v[0]:.1f} ± {v[1]:.1f}" if n > 1 else f"{v[0]:.1f}"
+
+
+def markdown(summary: dict) -> str:
+    lines = []
+    for s in summary["settings"].values():
+        lines += [f"**{s['label']}**", "",
+                  "| variant | PCK@0.2 | AP | APM | APL | backbone output PCK / AP | train min | params (M) | GFLOPs | PCK per seed |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+        for r in s["rows"]:
+            n = r["n"]
+            bb = r.get("backbone output")
+            bb = f"{pm(bb['PCK@0.2'], n)} / {pm(bb['AP'], n)}" if bb else ""
+            lines.append(f"| {r['variant']} | {pm(r['PCK@0.2'], n)} | {pm(r['AP'], n)} | {pm(r['APM'], n)} | {pm(r['APL'], n)} | {bb} "
+                         f"| {r['train minutes']:.1f} | {r['params']:.3f} | {r['gflops']:.3f} | {', '.join(f'{v:.1f}' for v in r['PCK per seed'])} |")  # fmt: skip
+        lines.append("")
+        base = next((r for r in s["rows"] if r["variant"] == BACKBONE), s["rows"][0])
+        joints = list(base["per joint"])
+        lines += ["Per-joint PCK@0.2 (mean over seeds):", "",
+                  "| variant | " + " | ".join(joints) + " |", "|---|" + "---:|" * len(joints)]  # fmt: skip
+        for r in s["rows"]:
+            lines.append(f"| {r['variant']} | " + " | ".join(f"{r['per joint'][j]:.1f}" for j in joints) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summary: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
-    names = [r["variant"] for r in rows][::-1]
-    ref = next(r for r in rows if r["variant"] == "backbone + DARK")
-    for ax, key, label in ((axes[0], "pck", "PCK@0.2 (%)"), (axes[1], "ap", "OKS AP (%)")):
-        means = [r[key][0] for r in rows][::-1]
-        stds = [r[key][1] for r in rows][::-1]
-        colors = ["#1f77b4" if "PoseReNet" in n or "boost" in n else "#888888" for n in names]
-        ax.barh(names, means, xerr=stds, color=colors, capsize=3)
-        ax.axvline(ref[key][0], color="#444444", ls="--", lw=1, label="backbone + DARK, 6 epochs")
-        lo = min(m - s for m, s in zip(means, stds))
-        ax.set_xlim(max(0, lo - 2), max(m + s for m, s in zip(means, stds)) + 1)
-        ax.set_xlabel(label)
-        ax.grid(axis="x", alpha=0.3)
-    axes[1].legend(loc="lower right", fontsize=8)
-    fig.suptitle(
-        "LSPET val, slim SimpleBaseline-R18 128x96, 6 epochs unless stated, mean ± std over 3 seeds (blue: with PoseReNet)"
-    )
+    settings = list(summary["settings"].values())
+    fig, axes = plt.subplots(len(settings), 3, figsize=(16, 2.2 + 2.6 * len(settings)), squeeze=False)
+    for row_axes, s in zip(axes, settings):
+        rows = s["rows"]
+        names = [r["variant"] for r in rows][::-1]
+        for ax, key in zip(row_axes[:2], ("PCK@0.2", "AP")):
+            means = [r[key][0] for r in rows][::-1]
+            stds = [r[key][1] for r in rows][::-1]
+            colors = ["#1f77b4" if ("PoseReNet" in n or "boost" in n) else "#888888" for n in names]
+            ax.barh(names, means, xerr=stds, color=colors, capsize=3)
+            ax.axvline(rows[0][key][0], color="#444444", ls="--", lw=1)
+            lo = min(m - sd for m, sd in zip(means, stds))
+            ax.set_xlim(max(0, lo - 2), max(m + sd for m, sd in zip(means, stds)) + 1)
+            ax.set_xlabel(f"{key} (%)")
+            ax.set_title(s["label"], fontsize=9)
+            ax.grid(axis="x", alpha=0.3)
+        ax = row_axes[2]  # per-joint gain of each PoseReNet row over the first row
+        base = rows[0]["per joint"]
+        joints = list(base)
+        for r in rows[1:]:
+            ax.plot(range(len(joints)), [r["per joint"][j] - base[j] for j in joints], marker="o", ms=3, label=r["variant"])
+        ax.axhline(0, color="#444444", lw=1)
+        ax.set_xticks(range(len(joints)), [j.replace("_", " ") for j in joints], rotation=60, fontsize=7)
+        ax.set_ylabel(f"PCK@0.2 minus {rows[0]['variant']}", fontsize=8)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"LSPET val, mean ± std over seeds {summary['seeds']} (blue: with PoseReNet; dashed: the first row)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "lspet"))
+    p.add_argument("--settings", nargs="+", default=["slim6", "slim18", "full6", "boost"], choices=[*SETTINGS, "boost"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
+    p.add_argument("--more-epochs", type=int, default=2, help="boost comparison: more epochs of the backbone")
+    p.add_argument("--boost-epochs", type=int, default=6, help="boost comparison: epochs of the boost (about the same wall time)")
+    p.add_argument("--out", default=str(REPO / "runs" / "ablation"))
+    p.add_argument("--docs", default=str(REPO / "docs"))
+    a = p.parse_args()
+    if not Path(a.data, "lspet_train.json").is_file():
+        sys.exit(f"LSPET not found in {a.data} (--data)")
+    args = Args(a.data, Path(a.out), a.seeds, a.jobs, a.more_epochs, a.boost_epochs, Path(a.docs), a.settings)
+    results = {}
+    for key in args.settings:
+        if key == "boost":
+            if "slim18" not in results:
+                results["slim18"] = run_setting("slim18", args)
+            results["boost"] = run_boost(args)
+        else:
+            results[key] = run_setting(key, args)
+    report(results, args)
 
 
 if __name__ == "__main__":

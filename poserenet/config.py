@@ -55,6 +55,8 @@ class CodecConfig:
     dark: bool = False  # DARK unbiased encoding + distribution-aware decoding, else MSRA
     sigma: float = 2.0  # Gaussian sigma in heatmap pixels
     stride: int = 4  # input pixels per heatmap pixel
+    # Sigma of PoseReNet's 2x targets, in 2x pixels; 0: twice `sigma` (the same width in the image).
+    sigma_2x: float = 0.0
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -76,13 +78,21 @@ def load_split(cfg: Config, meta: KeypointMeta, split: str) -> CocoKeypoints:
     return load_coco_instances(ann, images, meta)
 
 
-def build_dataset(cfg: Config, meta: KeypointMeta, data: CocoKeypoints, train: bool) -> TopDownDataset:
+def target_codecs(cfg: Config) -> list[HeatmapCodec]:
+    """The codecs of the training targets: 1x, and 2x for PoseReNet (sigma `codec.sigma_2x` if set)."""
     codec = build_codec(cfg)
+    codecs = [codec.at_resolution(s) for s in target_scales(cfg)]
+    if cfg.codec.sigma_2x > 0:
+        codecs = [replace(c, sigma=cfg.codec.sigma_2x) if c.resolution == 2 else c for c in codecs]
+    return codecs
+
+
+def build_dataset(cfg: Config, meta: KeypointMeta, data: CocoKeypoints, train: bool) -> TopDownDataset:
     return TopDownDataset(
         data.instances,
         meta,
         tuple(cfg.data.input_hw),
-        [codec.at_resolution(s) for s in target_scales(cfg)] if train else [codec],
+        target_codecs(cfg) if train else [build_codec(cfg)],
         augment=cfg.augment if train else None,
         bbox_padding=cfg.data.bbox_padding,
         seed=cfg.train.seed,

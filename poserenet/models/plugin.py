@@ -64,6 +64,9 @@ class PoseReNetConfig:
     # Start exactly as the backbone (for boosting a trained model): f_out = f_in + g * (Aggregation - f_in),
     # with a learned per-keypoint g that starts at 0.
     zero_init: bool = False
+    # The plug-in refines a detached copy of the backbone's heatmaps: the backbone learns from its
+    # own loss only, and nothing the plug-in does can pull it away from what it would learn alone.
+    detach: bool = False
 
 
 def up2(x: torch.Tensor) -> torch.Tensor:
@@ -222,6 +225,9 @@ class PoseReNet(nn.Module):
         "backbone" (f_in) and, when it is computed, "lifted" (f2)."""
         r = self.refine
         agg = self.cfg.aggregation
+        backbone_out = f_in
+        if self.cfg.detach:
+            f_in = f_in.detach()
         f1 = r["attention"](f_in) if "attention" in r else None
         f3 = r["identity"](f_in) if "identity" in r else None
         # "average" uses f2 only as a training signal: at inference it costs nothing.
@@ -240,7 +246,7 @@ class PoseReNet(nn.Module):
             out = r["fusion"](torch.cat(parts, dim=1))
         if "gate" in r:
             out = r["gate"](up2(f_in) if agg == "lifted" else f_in, out)
-        outputs = {"heatmaps": out, "backbone": f_in}
+        outputs = {"heatmaps": out, "backbone": backbone_out}
         if f2 is not None:
             outputs["lifted"] = f2
         return outputs
