@@ -22,17 +22,30 @@ import torch
 import torch.nn.functional as F
 
 
+def dark_blur_kernel(sigma: float) -> int:
+    """DARK's modulation kernel as DarkPose's released configs set it: 3 taps for sigma 1
+    (128x96 inputs), 11 for sigma 2 and 3 (256x192, 256x256, 384x288)."""
+    return 3 if sigma < 1.5 else 11
+
+
 @dataclass(frozen=True)
 class HeatmapCodec:
     input_hw: tuple[int, int]
     heatmap_hw: tuple[int, int]
     sigma: float = 2.0
     dark: bool = False
-    # DARK's modulation kernel (its reference code uses 11, i.e. a Gaussian of sigma 2).
-    blur_kernel: int = 11
+    # DARK's modulation kernel (odd, in pixels of the backbone's heatmaps); 0: DarkPose's choice
+    # for this sigma (`dark_blur_kernel`).
+    blur_kernel: int = 0
     # These heatmaps' resolution relative to the backbone's (2 for PoseReNet's lifted output):
     # sigma and heatmap_hw are already scaled; the modulation blur scales by it too.
     resolution: int = 1
+
+    def __post_init__(self) -> None:
+        if self.blur_kernel == 0:
+            object.__setattr__(self, "blur_kernel", dark_blur_kernel(self.sigma / self.resolution))
+        if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
+            raise ValueError(f"DARK's blur kernel must be a positive odd number, got {self.blur_kernel}")
 
     @property
     def stride(self) -> tuple[float, float]:

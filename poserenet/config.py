@@ -8,6 +8,7 @@ type are errors that name the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class CodecConfig:
     dark: bool = False  # DARK unbiased encoding + distribution-aware decoding, else MSRA
     sigma: float = 2.0  # Gaussian sigma in heatmap pixels
     stride: int = 4  # input pixels per heatmap pixel
+    # DARK's modulation kernel (odd); 0: DarkPose's per-sigma choice (3 for sigma 1, else 11).
+    blur_kernel: int = 0
     # Sigma of PoseReNet's 2x targets, in 2x pixels; 0: twice `sigma` (the same width in the image).
     sigma_2x: float = 0.0
 
@@ -298,4 +301,8 @@ def config_from_dict(values: dict[str, Any], source: str = "<dict>", overrides: 
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """The resolved config as YAML, written to a temporary file and renamed (never half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, path)

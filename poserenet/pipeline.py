@@ -25,7 +25,10 @@ def build_codec(cfg: Config) -> HeatmapCodec:
     h, w = cfg.data.input_hw
     if h % cfg.codec.stride or w % cfg.codec.stride:
         raise ConfigError(f"input size {h}x{w} is not a multiple of the heatmap stride {cfg.codec.stride}")
-    return HeatmapCodec(tuple(cfg.data.input_hw), cfg.heatmap_hw, cfg.codec.sigma, cfg.codec.dark)
+    try:
+        return HeatmapCodec(tuple(cfg.data.input_hw), cfg.heatmap_hw, cfg.codec.sigma, cfg.codec.dark, cfg.codec.blur_kernel)
+    except ValueError as e:
+        raise ConfigError(f"codec.blur_kernel: {e}") from None
 
 
 def target_scales(cfg: Config) -> list[int]:

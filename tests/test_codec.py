@@ -144,3 +144,42 @@ def test_flip_test_is_symmetric_at_every_output_resolution(resolution):
     one_pixel = (model(images) + flip_back(model(images.flip(-1)), same, 1.0)) * 0.5
     xy, _ = codec.decode(one_pixel)
     assert (xy[0, :, 0].numpy() * stride - pts[:, 0]).mean() > 0.1 * stride
+
+
+def test_dark_blur_kernel_follows_darkposes_configs():
+    """DarkPose's released configs blur with 3 taps at sigma 1 (128x96) and 11 at sigma 2 and 3;
+    the 2x codec blurs twice as wide; an explicit kernel wins; even kernels are refused."""
+    from poserenet.config import load_config
+    from poserenet.pipeline import build_codec
+
+    assert HeatmapCodec((128, 96), (32, 24), sigma=1.0, dark=True).blur_kernel == 3
+    assert HeatmapCodec((256, 192), (64, 48), sigma=2.0, dark=True).blur_kernel == 11
+    assert HeatmapCodec((384, 288), (96, 72), sigma=3.0, dark=True).blur_kernel == 11
+    assert HeatmapCodec((128, 96), (32, 24), sigma=1.0, dark=True, blur_kernel=7).blur_kernel == 7
+    with pytest.raises(ValueError, match="positive odd number"):
+        HeatmapCodec((128, 96), (32, 24), sigma=1.0, dark=True, blur_kernel=4)
+    for name in ("hrnet_w32_128x96_dark", "simplebaseline_r50_128x96_dark_poserenet"):
+        assert build_codec(load_config(name)).blur_kernel == 3
+    assert build_codec(load_config("hrnet_w32_256x192_dark")).blur_kernel == 11
+    # A 3-tap blur keeps a sigma-1 map's peak where an 11-tap one would flatten it.
+    codec = HeatmapCodec((128, 96), (32, 24), sigma=1.0, dark=True)
+    hm, _ = codec.encode(np.array([[[50.3, 60.7]]]), np.ones((1, 1)))
+    hm = torch.from_numpy(hm)
+    wide = HeatmapCodec((128, 96), (32, 24), sigma=1.0, dark=True, blur_kernel=11)
+    assert codec.modulate(hm).amax() == pytest.approx(hm.amax())  # rescaled to the original peak
+    assert (codec.modulate(hm) > 0.5 * hm.amax()).sum() < (wide.modulate(hm) > 0.5 * hm.amax()).sum()
+
+
+def test_paper_configs_follow_the_reference_recipes():
+    """SimpleBaseline's ResNet schedule (140 epochs, x0.1 at 90 and 120); MPII without half-body."""
+    from pathlib import Path
+
+    from poserenet.config import config_dir, load_config
+
+    names = [p.stem for p in Path(config_dir()).glob("*.yaml")]
+    for name in names:
+        cfg = load_config(name)
+        if name.startswith("simplebaseline_"):
+            assert (cfg.train.epochs, cfg.train.lr_steps) == (140, (90, 120)), name
+        if name.startswith("mpii_"):
+            assert cfg.augment.half_body_prob == 0, name

@@ -73,8 +73,10 @@ class StackedHourglass(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=True)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
+        # As the reference: layer1 64 -> 128, layer2 (planes = the current 128) 128 -> 256, both
+        # with a 1x1 downsample; layer3 (planes = num_feats) without one when 256 = 2 x num_feats.
         self.layer1 = self._make_residual(64, 1)
-        self.layer2 = self._make_residual(64, 1)
+        self.layer2 = self._make_residual(self.inplanes, 1)
         self.layer3 = self._make_residual(num_feats, 1)
         self.maxpool = nn.MaxPool2d(2, stride=2)
         ch = num_feats * 2
