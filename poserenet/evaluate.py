@@ -64,6 +64,34 @@ def model_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
     return {"final": model(images)}
 
 
+def decode_outputs(
+    model: nn.Module, images: torch.Tensor, codec: HeatmapCodec, flip_index: list[int] | None = None, only_final: bool = False
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
+    """model -> (flip test, when `flip_index` is given) -> decode, for each output of
+    `model_outputs` (only "final" with `only_final`): keypoints [N, K, 2] in pixels of that
+    output's heatmaps, scores [N, K], and the heatmaps' size.
+
+    A PoseReNet model with `scores: backbone` takes the final output's keypoint scores from its
+    backbone's heatmaps: the refined maps localise better, but their maxima rank people worse
+    (docs/ablation.md)."""
+    outputs = model_outputs(model, images)
+    mirrored = model_outputs(model, images.flip(-1)) if flip_index is not None else {}
+    for name, maps in outputs.items():
+        if mirrored:
+            outputs[name] = flip_average(maps, mirrored[name], flip_index, codec_for(codec, maps))
+    core = getattr(model, "module", model)
+    scores_from = "backbone" if isinstance(core, PoseReNet) and core.cfg.scores == "backbone" else "final"
+    decoded = {}
+    for name, maps in outputs.items():
+        if name == "final" or not only_final:
+            xy, scores = codec_for(codec, maps).decode(maps.float())
+            decoded[name] = (xy, scores, (int(maps.shape[-2]), int(maps.shape[-1])))
+    if scores_from != "final":
+        xy, _, hw = decoded["final"]
+        decoded["final"] = (xy, outputs[scores_from].float().flatten(2).amax(-1), hw)
+    return decoded
+
+
 @torch.inference_mode()
 def predict_outputs(
     model: nn.Module,
@@ -79,21 +107,15 @@ def predict_outputs(
     `[N, K]` for every instance of `dataset`."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    flip_index = dataset.meta.flip_index
+    flip_index = dataset.meta.flip_index if flip_test else None
     found: dict[str, tuple[list, list]] = {}
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False, unit="batch"):
-        images = batch["image"].to(device)
-        outputs = model_outputs(model, images)
-        mirrored = model_outputs(model, images.flip(-1)) if flip_test else {}
-        for name, heatmaps in outputs.items():
-            c = codec_for(codec, heatmaps)
-            if flip_test:
-                heatmaps = flip_average(heatmaps, mirrored[name], flip_index, c)
-            xy, s = c.decode(heatmaps.float().cpu())
-            xy = heatmap_to_image(xy.numpy(), batch["center"].numpy(), batch["scale"].numpy(), tuple(heatmaps.shape[-2:]))
+        decoded = decode_outputs(model, batch["image"].to(device), codec, flip_index)
+        for name, (xy, scores, hw) in decoded.items():
+            xy = heatmap_to_image(xy.cpu().numpy(), batch["center"].numpy(), batch["scale"].numpy(), hw)
             found.setdefault(name, ([], []))
             found[name][0].append(xy)
-            found[name][1].append(s.numpy())
+            found[name][1].append(scores.cpu().numpy())
     k = dataset.meta.num_keypoints
     if not found:
         return {"final": (np.zeros((0, k, 2)), np.zeros((0, k)))}

@@ -27,7 +27,7 @@ from torch import nn
 from .codec import HeatmapCodec
 from .datasets import normalize, read_image
 from .errors import ConfigError, PoseDataError
-from .evaluate import codec_for, flip_average
+from .evaluate import decode_outputs
 from .meta import KeypointMeta, load_meta, meta_from_dict, meta_to_dict
 from .postprocess import rescore
 from .transforms import affine_matrix, box_to_center_scale, warp
@@ -57,12 +57,7 @@ class PoseHead(nn.Module):
         self.flip_index = list(flip_index) if flip_index is not None else None
 
     def forward(self, images: torch.Tensor, center: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        heatmaps = self.model(images)
-        codec = codec_for(self.codec, heatmaps)
-        if self.flip_index is not None:
-            heatmaps = flip_average(heatmaps, self.model(images.flip(-1)), self.flip_index, codec)
-        h, w = heatmaps.shape[-2:]
-        xy, scores = codec.decode(heatmaps.float())
+        xy, scores, (h, w) = decode_outputs(self.model, images, self.codec, self.flip_index, only_final=True)["final"]
         size = torch.tensor([float(w), float(h)], dtype=xy.dtype, device=xy.device)
         keypoints = xy * (scale[:, None, :] / size) + center[:, None, :] - scale[:, None, :] * 0.5
         return keypoints, scores

@@ -48,6 +48,7 @@ from torch import nn
 
 AGGREGATIONS = ("average", "gate", "lifted", "fusion")
 ATTENTIONS = ("conv", "eca")
+SCORES = ("backbone", "refined")
 # Channel attention starts open: sigmoid(OPEN_LOGIT) = 0.95 of each map passes.
 OPEN_LOGIT = math.log(0.95 / 0.05)
 
@@ -67,6 +68,10 @@ class PoseReNetConfig:
     # The plug-in refines a detached copy of the backbone's heatmaps: the backbone learns from its
     # own loss only, and nothing the plug-in does can pull it away from what it would learn alone.
     detach: bool = False
+    # Keypoint scores (pose rescoring, OKS-NMS, AP's ranking): the maxima of the backbone's
+    # heatmaps ("backbone") or of the refined ones ("refined"); positions always come from the
+    # refined heatmaps.
+    scores: str = "backbone"
 
 
 def up2(x: torch.Tensor) -> torch.Tensor:
@@ -184,6 +189,8 @@ class PoseReNet(nn.Module):
             raise ValueError(f"PoseReNet aggregation must be one of {AGGREGATIONS}, got {cfg.aggregation!r}")
         if not (cfg.channel_attention or cfg.identity):
             raise ValueError("PoseReNet needs the channel attention or the identity branch (the lifted map alone is an attention)")
+        if cfg.scores not in SCORES:
+            raise ValueError(f"PoseReNet scores must be one of {SCORES}, got {cfg.scores!r}")
         if cfg.aggregation in ("gate", "lifted") and not cfg.lifting:
             raise ValueError(f"PoseReNet aggregation {cfg.aggregation!r} needs the resolution lifting branch; without it use average or fusion")
         self.cfg = cfg
