@@ -18,8 +18,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from poserenet.annotations import load_coco_instances
 from poserenet.codec import HeatmapCodec
-from poserenet.datasets import TopDownDataset, load_coco_instances
+from poserenet.datasets import TopDownDataset
 from poserenet.evaluate import predict, score, to_coco_results
 from poserenet.loss import JointsMSELoss
 from poserenet.meta import COCO17

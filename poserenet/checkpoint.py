@@ -10,7 +10,7 @@ else that differs is refused in one message that says what.
 from __future__ import annotations
 
 import logging
-import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import PoseDataError
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,27 @@ def read_checkpoint_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise PoseDataError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise PoseDataError(f"{path}: the checkpoint file is empty")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: torch raises several types
-        raise PoseDataError(f"{path}: cannot read checkpoint: {str(e).splitlines()[0]}") from None
+        raise PoseDataError(f"{path}: cannot read checkpoint: {_load_error(e)}") from None
+
+
+def _load_error(e: Exception) -> str:
+    """One line about why torch.load refused a file: the Python object a pickle asked for, when
+    that is why (such files are never executed), else the first sentence of torch's reason."""
+    text = str(e)
+    blocked = re.search(r"Unsupported global: GLOBAL (\S+) was not an allowed global", text) or re.search(
+        r"unsupported GLOBAL (\S+) whose module", text
+    )
+    if blocked:
+        return f"it asks for the Python object {blocked.group(1)}, which a weights-only load refuses (nothing in it was run)"
+    detail = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else text
+    first = next((line.strip() for line in detail.splitlines() if line.strip()), "")
+    first = first.split(". ")[0].rstrip(".")
+    return f"not a PyTorch checkpoint, or a truncated or damaged one ({first or type(e).__name__})"
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -91,6 +109,7 @@ def load_weights(
     source: str = "checkpoint",
     skip_mismatched_head: bool = False,
     backbone_only: bool = False,
+    strict_plugin: bool = False,
 ) -> LoadReport:
     """Load `state` into `model`.
 
@@ -101,17 +120,17 @@ def load_weights(
       classifier is ignored, the pose head stays initialised).
 
     A plain backbone checkpoint loads into a PoseReNet-wrapped model's backbone; the plug-in's
-    own layers then stay initialised.
+    own layers then stay initialised (not with `strict_plugin`, as for resuming a run).
     """
     from .models import PoseReNet
 
     own = model.state_dict()
-    if isinstance(model, PoseReNet) and not any(k.startswith("backbone.") for k in state):
+    if isinstance(model, PoseReNet) and not strict_plugin and not any(k.startswith("backbone.") for k in state):
         state = {"backbone." + k: v for k, v in state.items()}
     report = LoadReport()
     head = _prefixes(model, HEAD_PREFIXES)
     not_imagenet = _prefixes(model, NOT_IN_IMAGENET)
-    if isinstance(model, PoseReNet) and not any(k.startswith("refine.") for k in state):
+    if isinstance(model, PoseReNet) and not strict_plugin and not any(k.startswith("refine.") for k in state):
         report.initialised += [k for k in own if k.startswith("refine.")]
     elif isinstance(model, PoseReNet):
         head = head[:-1]  # refine.* is in the checkpoint: it must match
@@ -158,12 +177,8 @@ def load_weights(
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through `files.write_atomic`: never half a checkpoint, a full disk named."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from .config import Config, load_config
-from .errors import ConfigError, PoseDataError
+from .errors import ConfigError, PoseDataError, WriteError
 from .models.plugin import AGGREGATIONS, PoseReNetConfig
 
 log = logging.getLogger("poserenet")
@@ -47,7 +47,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint (ours, or an official state dict) on the config's validation set or
     on any COCO-style file, with ground-truth or detector boxes."""
     from .checkpoint import load_weights, read_state_dict
-    from .evaluate import evaluate_model, write_json_atomic
+    from .evaluate import evaluate_model
+    from .files import write_json_atomic
     from .pipeline import build_meta, build_model, load_split, resolve_device
 
     overrides = list(args.overrides)
@@ -71,13 +72,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = load_split(cfg, meta, "val")
     # Beside the checkpoint, in a folder of its own: the training run's own files stay as they are.
     out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{Path(args.checkpoint).stem}"
-    metrics = evaluate_model(model.to(device), cfg, meta, data, device=device, out_dir=out_dir, progress=not args.quiet)
+
+    def show(metrics: dict[str, Any]) -> None:  # before anything is written: a failed write loses no numbers
+        print(f"{data.ann_file}: {len(data.instances)} people in {data.num_images} images")
+        print(f"boxes: {metrics['boxes']}; flip test {'on' if cfg.eval.flip_test else 'off'}; NMS {cfg.eval.nms}")
+        _print_table([{"run": f"{cfg.name} ({Path(args.checkpoint).name})", **metrics}], cfg)
+        _print_pckh([{"run": cfg.name, **metrics}])
+
+    metrics = evaluate_model(model.to(device), cfg, meta, data, device=device, out_dir=out_dir, progress=not args.quiet, on_scored=show)
     if args.json:
         write_json_atomic(args.json, metrics)
-    print(f"{data.ann_file}: {len(data.instances)} people in {data.num_images} images")
-    print(f"boxes: {metrics['boxes']}; flip test {'on' if cfg.eval.flip_test else 'off'}; NMS {cfg.eval.nms}")
-    _print_table([{"run": f"{cfg.name} ({Path(args.checkpoint).name})", **metrics}], cfg)
-    _print_pckh([{"run": cfg.name, **metrics}])
     print(f"results: {out_dir / 'results_val.json'}  metrics: {args.json or out_dir / 'metrics.json'}")
     return 0
 
@@ -106,22 +110,18 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     """Score an existing COCO keypoint results file (from any framework) against ground truth."""
     from dataclasses import replace
 
+    from .annotations import read_coco_file
     from .evaluate import format_table
+    from .files import read_json
     from .meta import DEFAULT_SIGMA, load_meta, meta_from_coco
-    from .metrics import (
-        check_results,
-        coco_keypoint_ap,
-        head_size,
-        match_to_ground_truth,
-        mpii_pckh_table,
-        pck,
-        pck_normalizer,
-        read_json,
-    )
+    from .metrics import check_results, coco_keypoint_ap, head_size, match_to_ground_truth, mpii_pckh_table, pck, pck_normalizer
 
-    gt = read_json(args.gt, "ground-truth file")
-    meta = load_meta(args.keypoints) if args.keypoints else meta_from_coco(gt, args.gt)
-    notes = []
+    raw = read_json(args.gt, "ground-truth file")
+    meta = load_meta(args.keypoints) if args.keypoints else meta_from_coco(raw, args.gt)
+    gt, _, _ = read_coco_file(args.gt, meta, raw)  # the same rules as train and eval
+    if not any(not a["iscrowd"] and a["num_keypoints"] > 0 for a in gt["annotations"]):
+        raise PoseDataError(f"{args.gt}: no annotated people to evaluate against")
+    notes: list[str] = []
     if args.sigmas:
         try:
             sigmas = tuple(float(v) for v in args.sigmas.replace(",", " ").split())
@@ -132,10 +132,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         meta = replace(meta, sigmas=sigmas)
     elif meta.sigmas == (DEFAULT_SIGMA,) * meta.num_keypoints:
         notes.append(f"OKS sigmas unknown for {meta.name!r}: {DEFAULT_SIGMA} for every keypoint (give --sigmas)")
-    results = check_results(read_json(args.results, "results file"), gt, meta.num_keypoints, args.results)
+    results = check_results(read_json(args.results, "results file"), gt, meta.num_keypoints, args.results, notes)
     row: dict[str, Any] = {"run": Path(args.results).name}
     if args.metric == "coco":
-        row.update(coco_keypoint_ap(args.gt, results, meta.sigmas, args.backend))
+        row.update(coco_keypoint_ap(gt, results, meta.sigmas, args.backend))
         cols = ["run", "AP", "AP50", "AP75", "APM", "APL", "AR"]
     else:
         people, pred = match_to_ground_truth(gt, results, meta.sigmas)
@@ -219,7 +219,8 @@ def cmd_boost(args: argparse.Namespace) -> int:
     the base and boosted metrics in one table."""
     from .checkpoint import load_weights, read_checkpoint_file, read_state_dict
     from .config import config_from_dict
-    from .evaluate import evaluate_model, format_table, write_json_atomic
+    from .evaluate import evaluate_model, format_table
+    from .files import write_json_atomic
     from .models import create_model
     from .pipeline import build_meta, load_split, resolve_device
     from .train import train
@@ -324,7 +325,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
     from .convert import lsp_to_coco, mpii_to_coco
-    from .evaluate import write_json_atomic
+    from .files import write_json_atomic
 
     if args.format == "mpii":
         doc = mpii_to_coco(args.input, args.images, args.gt_mat)
@@ -361,7 +362,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from .evaluate import write_json_atomic
+    from .files import write_json_atomic
     from .inference import Predictor, read_boxes
     from .visualize import draw_pose, save_rgb
 
@@ -682,8 +683,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (PoseDataError, ConfigError, FileNotFoundError) as e:
+    except (PoseDataError, ConfigError, WriteError, FloatingPointError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the user named: missing, unreadable, a folder, ...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or _one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,7 +8,8 @@ type are errors that name the file and the key.
 from __future__ import annotations
 
 import dataclasses
-import os
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -295,14 +296,99 @@ def config_from_dict(values: dict[str, Any], source: str = "<dict>", overrides: 
 
     values = _apply_overrides(copy.deepcopy(dict(values)), overrides or [])
     try:
-        return _build(Config, values, "")
+        cfg = _build(Config, values, "")
+        check_config(cfg)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+    return cfg
+
+
+def check_config(cfg: Config) -> None:
+    """Every value in its range and every name one that exists, before anything runs: a mistake
+    found after the first epoch would cost the epoch (and, before, its checkpoint)."""
+    from .metrics import BACKENDS, COCO_STATS
+    from .models import MODELS
+    from .models.plugin import AGGREGATIONS, ATTENTIONS, SCORES
+    from .postprocess import NMS_MODES
+
+    def need(ok: bool, key: str, value: Any, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key} must be {what}, got {value!r}")
+
+    def number(key: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> None:
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        ok = math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi)
+        bounds = f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else "finite"
+        need(ok, key, v, f"a finite number {bounds}" + (f" and <= {hi:g}" if hi is not None else ""))
+
+    def choice(key: str, options: tuple[str, ...]) -> None:
+        *path, name = key.split(".")
+        node = cfg
+        for part in path:
+            node = getattr(node, part)
+        v = getattr(node, name)
+        need(v in options, key, v, f"one of {', '.join(options)}")
+
+    d, c, m, t, e, a = cfg.data, cfg.codec, cfg.model, cfg.train, cfg.eval, cfg.augment
+    need(c.stride >= 1, "codec.stride", c.stride, "a positive integer")
+    need(all(v > 0 and v % c.stride == 0 for v in d.input_hw), "data.input_hw", list(d.input_hw),
+         f"two positive multiples of codec.stride ({c.stride})")  # fmt: skip
+    number("data.bbox_padding", 0, lo_open=True)
+    need(d.num_workers >= 0, "data.num_workers", d.num_workers, "0 or more")
+    need(bool(d.keypoints), "data.keypoints", d.keypoints, "a keypoint set name or file")
+    number("codec.sigma", 0, lo_open=True)
+    number("codec.sigma_2x", 0)
+    need(c.blur_kernel == 0 or (c.blur_kernel > 0 and c.blur_kernel % 2 == 1), "codec.blur_kernel", c.blur_kernel, "0 or a positive odd number")
+    choice("model.name", tuple(sorted(MODELS)))
+    choice("model.pretrained_scope", ("all", "backbone"))
+    choice("model.poserenet.aggregation", AGGREGATIONS)
+    choice("model.poserenet.attention", ATTENTIONS)
+    choice("model.poserenet.scores", SCORES)
+    for name, w in cfg.loss.output_weights.items():
+        ok = isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+        need(ok, f"loss.output_weights.{name}", w, "a finite number >= 0")
+    for key in ("flip_prob", "rotation_prob", "shift_prob", "half_body_prob"):
+        number(f"augment.{key}", 0, 1)
+    number("augment.scale_range", 0, 0.99)
+    number("augment.rotation", 0, 180)
+    number("augment.shift", 0, 1)
+    need(a.half_body_min_joints >= 0, "augment.half_body_min_joints", a.half_body_min_joints, "0 or more")
+    need(t.epochs >= 1, "train.epochs", t.epochs, "at least 1")
+    need(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")
+    number("train.lr", 0, 1, lo_open=True)
+    need(all(s >= 0 for s in t.lr_steps), "train.lr_steps", list(t.lr_steps), "epochs >= 0")
+    number("train.lr_factor", 0, lo_open=True)
+    number("train.weight_decay", 0)
+    need(t.val_every >= 1, "train.val_every", t.val_every, "at least 1 (validation every N epochs)")
+    need(t.threads >= 0, "train.threads", t.threads, "0 (PyTorch's default) or more")
+    need(t.device == "auto" or t.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", t.device) is not None,
+         "train.device", t.device, "auto, cpu, cuda or cuda:N")  # fmt: skip
+    choice("train.amp", ("none", "bf16", "fp16"))
+    need(t.accumulate >= 1, "train.accumulate", t.accumulate, "at least 1")
+    number("train.clip_grad_norm", 0)
+    need(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every, "0 (off) or more")
+    choice("train.freeze", ("none", "head", "backbone"))
+    number("train.backbone_lr_factor", 0)
+    need(t.keep_last >= 0, "train.keep_last", t.keep_last, "0 or more")
+    need(t.log_every >= 1, "train.log_every", t.log_every, "at least 1")
+    metrics = (*COCO_STATS, f"PCK@{e.pck_threshold:g}", "PCKh Mean", "PCKh Mean@0.1")
+    need(t.best_metric in metrics, "train.best_metric", t.best_metric, f"a validation metric ({', '.join(metrics)})")
+    choice("eval.boxes", ("detections", "ground_truth"))
+    number("eval.det_score_threshold", 0, 1)
+    need(e.batch_size >= 1, "eval.batch_size", e.batch_size, "at least 1")
+    number("eval.rescore_threshold", 0, 1)
+    choice("eval.nms", NMS_MODES)
+    number("eval.nms_threshold", 0, 1, lo_open=True)
+    number("eval.pck_threshold", 0, lo_open=True)
+    choice("eval.backend", BACKENDS)
+    choice("eval.output", ("final", "backbone"))
+    if e.output == "backbone" and not m.poserenet.enabled:
+        raise ConfigError("eval.output=backbone scores a PoseReNet model's own backbone; this model has no PoseReNet (model.poserenet.enabled)")
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """The resolved config as YAML, written to a temporary file and renamed (never half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    from .files import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 
 @dataclass
 class DistContext:
@@ -38,6 +40,8 @@ def setup(device_name: str = "auto") -> DistContext:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={device_name}, but PyTorch sees no CUDA GPU here; use auto or cpu")
     use_cuda = (device_name == "auto" and torch.cuda.is_available()) or device_name.startswith("cuda")
     if use_cuda:
         device = torch.device(f"cuda:{local}" if world > 1 or device_name == "auto" else device_name)

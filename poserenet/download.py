@@ -201,7 +201,7 @@ def fetch(
 def _convert_mpii(root: Path, log: Callable[[str], None]) -> None:
     """The COCO-style files the MPII configs read, with head boxes for PCKh on val."""
     from .convert import mpii_to_coco
-    from .evaluate import write_json_atomic
+    from .files import write_json_atomic
 
     ann = root / "annotations"
     for split, gt in (("train", None), ("val", ann / "mpii_gt_val.mat")):

@@ -7,3 +7,7 @@ class PoseDataError(ValueError):
 
 class ConfigError(ValueError):
     """A config file or a --set override that does not fit the config schema."""
+
+
+class WriteError(RuntimeError):
+    """An output file could not be written (full disk, read-only folder): the message names it."""

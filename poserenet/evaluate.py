@@ -7,10 +7,8 @@ and scored by pycocotools (OKS AP/AR), PCK and, for MPII, PCKh.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,19 +16,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .annotations import CocoKeypoints, Instance, load_detections, read_coco_file
 from .codec import HeatmapCodec
 from .config import Config
-from .datasets import CocoKeypoints, Instance, TopDownDataset, load_detections
+from .datasets import TopDownDataset
 from .distributed import DistContext, broadcast_from_main, gather_to_main
 from .errors import ConfigError, PoseDataError
+from .files import write_json_atomic
 from .meta import KeypointMeta
 from .metrics import coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, pck_normalizer
 from .models import PoseReNet
 from .pipeline import build_codec
-from .postprocess import oks_nms, rescore, soft_oks_nms
+from .postprocess import NMS_MODES, oks_nms, rescore, soft_oks_nms
 from .transforms import box_to_center_scale, heatmap_to_image
-
-NMS_MODES = ("oks", "soft", "none")
 
 
 def flip_back(heatmaps: torch.Tensor, flip_index: list[int], shift: float) -> torch.Tensor:
@@ -200,9 +198,9 @@ def score(
     `coords` [N, K, 2] are predictions aligned with `data.instances` (ground-truth boxes); without
     them, results are matched to people by OKS for PCK.
     """
-    metrics = coco_keypoint_ap(data.ann_file, results, meta.sigmas, backend)
+    gt_doc = data.doc if data.doc is not None else read_coco_file(data.ann_file, meta)[0]
+    metrics = coco_keypoint_ap(gt_doc, results, meta.sigmas, backend)
     if coords is None:
-        gt_doc = json.loads(Path(data.ann_file).read_text())
         people, coords = match_to_ground_truth(gt_doc, results, meta.sigmas)
         ids = {inst.ann_id: inst for inst in data.instances}
         instances = [ids[p["id"]] for p in people if p.get("id") in ids]
@@ -256,13 +254,15 @@ def evaluate_model(
     progress: bool = True,
     ctx: DistContext | None = None,
     people: tuple[list[Instance], str] | None = None,
+    on_scored: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Crop the configured boxes of `data` (ground truth or detections; `people` if already
     read by `people_to_evaluate`), predict, post-process and score; with `out_dir`, write
     `results_val.json` and `metrics.json`.
 
     Under torchrun (`ctx`), each process predicts its share of the people; rank 0 gathers the
-    predictions and scores them, and every rank gets the metrics."""
+    predictions and scores them, and every rank gets the metrics. `on_scored(report)` is called
+    before any file is written (a full disk then loses no numbers)."""
     ctx = ctx or DistContext(device=torch.device(device))
     ev = cfg.eval
     instances, boxes = people or people_to_evaluate(cfg, meta, data)
@@ -290,6 +290,8 @@ def evaluate_model(
     report = {"boxes": boxes, "flip_test": ev.flip_test, "nms": ev.nms, "backend": ev.backend, "output": ev.output, **metrics}
     # A PoseReNet model's other output (its backbone's heatmaps, or the refined ones), scored beside.
     report.update({name: m for name, (_, m) in scored.items() if name != ev.output})
+    if on_scored is not None:
+        on_scored(report)
     if out_dir is not None:
         write_json_atomic(out_dir / "results_val.json", results)
         write_json_atomic(out_dir / "metrics.json", report)
@@ -308,19 +310,6 @@ def mean_pose_baseline(train: CocoKeypoints, val: CocoKeypoints) -> tuple[np.nda
     boxes = np.stack([inst.bbox for inst in val.instances]).astype(np.float64)
     coords = mean[None] * boxes[:, None, 2:4] + boxes[:, None, :2]
     return coords, np.ones(coords.shape[:2])
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary file, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj))
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:

@@ -28,6 +28,7 @@ from .codec import HeatmapCodec
 from .datasets import normalize, read_image
 from .errors import ConfigError, PoseDataError
 from .evaluate import decode_outputs
+from .files import write_atomic
 from .meta import KeypointMeta, load_meta, meta_from_dict, meta_to_dict
 from .postprocess import rescore
 from .transforms import affine_matrix, box_to_center_scale, warp
@@ -255,7 +256,7 @@ class Predictor:
 def read_boxes(path: str | Path, ann: str | Path | None = None) -> dict[str, list]:
     """Boxes by file name (or frame number): from {name: [[x, y, w, h(, score)], ...]}, or from
     a COCO detection-results list whose image ids `ann` (a COCO file) maps to file names."""
-    from .metrics import read_json
+    from .files import read_json
 
     data = read_json(path, "boxes file")
     if isinstance(data, dict):
@@ -334,22 +335,23 @@ def export_pose_head(
     head = head.eval()
     example = (torch.zeros(2, 3, *input_hw), torch.zeros(2, 2), torch.ones(2, 2))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            head, example, str(tmp), input_names=["images", "center", "scale"], output_names=["keypoints", "scores"],
-            dynamic_axes={n: {0: "batch"} for n in ("images", "center", "scale", "keypoints", "scores")},
-            opset_version=opset, dynamo=False,
-        )  # fmt: skip
-    model = onnx.load(str(tmp))
     info = {"meta": meta_to_dict(meta), "input_hw": list(input_hw), "bbox_padding": bbox_padding,
             "flip_test": head.flip_index is not None, **(extra or {})}  # fmt: skip
-    entry = model.metadata_props.add()
-    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(info)
-    onnx.save(model, str(tmp))
-    tmp.replace(out)
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                head, example, str(tmp), input_names=["images", "center", "scale"], output_names=["keypoints", "scores"],
+                dynamic_axes={n: {0: "batch"} for n in ("images", "center", "scale", "keypoints", "scores")},
+                opset_version=opset, dynamo=False,
+            )  # fmt: skip
+        model = onnx.load(str(tmp))
+        entry = model.metadata_props.add()
+        entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(info)
+        onnx.save(model, str(tmp))
+
+    write_atomic(out, write)
 
     images = list(check_images) if check_images is not None else _synthetic_people(4)
     torch_pred = Predictor(TorchRunner(head, torch.device("cpu"), False), meta, input_hw, bbox_padding)

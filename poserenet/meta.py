@@ -234,14 +234,25 @@ def meta_from_coco(gt: dict[str, Any], source: str = "<annotations>") -> Keypoin
     """The keypoint set of a COCO-style file's keypoint category: a built-in set when the names
     match one, else one built from the names and skeleton (flip pairs from left/right names,
     sigmas `DEFAULT_SIGMA`)."""
-    cats = [c for c in gt.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    cats = gt.get("categories") if isinstance(gt, dict) else None
+    cats = [c for c in cats if isinstance(c, dict) and c.get("keypoints")] if isinstance(cats, list) else []
     if not cats:
         raise PoseDataError(f"{source}: no category with a 'keypoints' list; name the keypoint set explicitly")
-    names = tuple(cats[0]["keypoints"])
+    names = cats[0]["keypoints"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PoseDataError(f"{source}: the category's 'keypoints' must be a list of names")
+    names = tuple(names)
     for meta in BUILTIN_META.values():
         if meta.keypoints == names:
             return meta
-    skeleton = [[a - 1, b - 1] for a, b in cats[0].get("skeleton") or []]  # COCO's are 1-based
+    pairs = cats[0].get("skeleton") or []
+    ok = isinstance(pairs, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(j, int) and not isinstance(j, bool) and 1 <= j <= len(names) for j in p)
+        for p in pairs
+    )
+    if not ok:
+        raise PoseDataError(f"{source}: the category's 'skeleton' must be pairs of 1-based keypoint numbers (1 to {len(names)})")
+    skeleton = [[a - 1, b - 1] for a, b in pairs]  # COCO's are 1-based
     return meta_from_dict({"name": cats[0].get("name", "custom"), "keypoints": list(names), "skeleton": skeleton}, source)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,71 +18,86 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import PoseDataError
+from .files import read_json
 
 COCO_STATS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 BACKENDS = ("pycocotools", "faster-coco-eval")
 
 
-def read_json(path: str | Path, what: str) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise PoseDataError(f"{path}: {what} not found")
+def _finite(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise PoseDataError(f"{path}: cannot read {what}: {e}") from None
-    except json.JSONDecodeError as e:
-        raise PoseDataError(f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        return math.isfinite(float(v))
+    except OverflowError:  # 10**400 parses as a Python int
+        return False
 
 
-def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "results") -> list[dict]:
+def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "results", notes: list[str] | None = None) -> list[dict]:
     """The checks pycocotools leaves to assertions: a non-empty list of results for known images,
-    each with 3*K finite keypoint values and a finite score."""
+    each with 3*K finite keypoint numbers and a finite numeric score. Returns the results of
+    the ground truth's keypoint category (a result without `category_id` is taken as one);
+    results of other categories are dropped from every metric, with a note in `notes`."""
     if not isinstance(results, list):
         raise PoseDataError(f"{source}: expected a list of COCO keypoint results")
     if not results:
         raise PoseDataError(f"{source}: no predictions to evaluate (the results list is empty)")
-    image_ids = {img["id"] for img in gt.get("images", [])}
-    unknown = []
+    image_ids = {img["id"] for img in gt.get("images", []) if isinstance(img, dict) and "id" in img}
+    cats = [c["id"] for c in gt.get("categories") or [] if isinstance(c, dict) and "id" in c]
+    category = cats[0] if len(cats) == 1 else 1
+    unknown, kept, other = [], [], 0
     for i, r in enumerate(results):
         where = f"{source}: result {i}"
         if not isinstance(r, dict) or "image_id" not in r or "keypoints" not in r:
             raise PoseDataError(f"{where}: needs 'image_id', 'keypoints' and 'score'")
+        image = r["image_id"]
         if "score" not in r:
-            raise PoseDataError(f"{where} (image {r['image_id']}): no 'score'; AP ranks predictions by it")
-        if r["image_id"] not in image_ids:
-            unknown.append(r["image_id"])
+            raise PoseDataError(f"{where} (image {image!r}): no 'score'; AP ranks predictions by it")
+        if r.get("category_id", category) != category:
+            other += 1
+            continue
+        if isinstance(image, (list, dict)) or image not in image_ids:
+            unknown.append(str(image))
             continue
         kp = r["keypoints"]
         if not isinstance(kp, list) or len(kp) != 3 * num_keypoints:
             n = len(kp) if isinstance(kp, list) else "no list of"
-            raise PoseDataError(f"{where} (image {r['image_id']}): {n} keypoint values, expected {3 * num_keypoints} (x, y, score for {num_keypoints} keypoints)")
-        try:
-            finite = all(math.isfinite(float(v)) for v in kp) and math.isfinite(float(r["score"]))
-        except (TypeError, ValueError):
-            finite = False
-        if not finite:
-            raise PoseDataError(f"{where} (image {r['image_id']}): keypoints or score are not finite numbers (NaN, inf or text)")
+            raise PoseDataError(f"{where} (image {image!r}): {n} keypoint values, expected {3 * num_keypoints} (x, y, score for {num_keypoints} keypoints)")
+        if not all(_finite(v) for v in kp) or not _finite(r["score"]):
+            raise PoseDataError(f"{where} (image {image!r}): keypoints and score must be finite numbers (not NaN, infinity or text)")
+        kept.append(r if "category_id" in r else {**r, "category_id": category})
     if unknown:
-        shown = ", ".join(str(u) for u in sorted(set(unknown), key=str)[:5])
+        shown = ", ".join(sorted(set(unknown))[:5])
         raise PoseDataError(f"{source}: {len(unknown)} result(s) for image ids that are not in the ground truth (e.g. {shown})")
-    return results
+    if other:
+        msg = f"{source}: {other} result(s) of another category than the ground truth's keypoint category {category!r}, left out"
+        if notes is None:
+            raise PoseDataError(msg)
+        notes.append(msg)
+    if not kept:
+        raise PoseDataError(f"{source}: no results of the keypoint category {category!r} to evaluate")
+    return kept
 
 
 def coco_keypoint_ap(
-    gt_file: str | Path,
+    gt: str | Path | dict,
     results: str | Path | list[dict],
     sigmas: Sequence[float],
     backend: str = "pycocotools",
+    notes: list[str] | None = None,
 ) -> dict[str, float]:
-    """OKS AP/AR of a COCO keypoint results file (or list) against a ground-truth file."""
+    """OKS AP/AR of a COCO keypoint results file (or list) against the ground truth: a checked
+    document from `annotations.read_coco_file`, or the path of a well-formed COCO file, which
+    pycocotools reads as it is. `notes` collects what was left out (see `check_results`)."""
     if backend not in BACKENDS:
         raise PoseDataError(f"unknown COCO evaluation backend {backend!r}; choose one of {BACKENDS}")
     source = str(results) if isinstance(results, (str, Path)) else "results"
     if isinstance(results, (str, Path)):
         results = read_json(results, "results file")
-    gt_doc = read_json(gt_file, "ground-truth file")
-    results = check_results(results, gt_doc, len(sigmas), source)
+    gt_doc = gt if isinstance(gt, dict) else read_json(gt, "ground-truth file")
+    if not gt_doc.get("annotations"):
+        raise PoseDataError(f"{gt if not isinstance(gt, dict) else 'the ground truth'}: no annotated people to evaluate against")
+    results = check_results(results, gt_doc, len(sigmas), source, notes if notes is not None else [])
     results = [dict(r) for r in results]  # loadRes adds keys to the dicts it is given
     with contextlib.redirect_stdout(io.StringIO()):
         if backend == "pycocotools":

@@ -7,10 +7,11 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from .annotations import CocoKeypoints, load_coco_instances
 from .checkpoint import load_weights, read_state_dict
 from .codec import HeatmapCodec
 from .config import Config
-from .datasets import CocoKeypoints, TopDownDataset, load_coco_instances
+from .datasets import TopDownDataset
 from .errors import ConfigError
 from .meta import KeypointMeta, load_meta
 from .models import create_model
@@ -78,7 +79,7 @@ def check_output_size(model: nn.Module, cfg: Config) -> None:
 def load_split(cfg: Config, meta: KeypointMeta, split: str) -> CocoKeypoints:
     ann = cfg.data.path(getattr(cfg.data, f"{split}_ann"))
     images = cfg.data.path(getattr(cfg.data, f"{split}_images"))
-    return load_coco_instances(ann, images, meta)
+    return load_coco_instances(ann, images, meta, keep_doc=split == "val")
 
 
 def target_codecs(cfg: Config) -> list[HeatmapCodec]:
@@ -106,4 +107,6 @@ def build_dataset(cfg: Config, meta: KeypointMeta, data: CocoKeypoints, train: b
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name}, but PyTorch sees no CUDA GPU here; use auto or cpu")
     return torch.device(name)

@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+NMS_MODES = ("oks", "soft", "none")  # per-image OKS NMS: hard, soft, or none
+
 
 def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
     """Pose score = box score x mean of the keypoint scores above `threshold` (0 if none)."""

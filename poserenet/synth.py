@@ -27,6 +27,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .files import write_json_atomic
 from .meta import COCO17
 
 SYNTH_VERSION = 1
@@ -431,16 +432,14 @@ def generate(
                 "info": {"description": "poserenet synthetic people", "version": SYNTH_VERSION, "seed": seed},
                 "images": images, "annotations": anns, "categories": categories,
             }  # fmt: skip
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(doc))
-            tmp.replace(path)
+            write_json_atomic(path, doc)
             paths[split] = path
     finally:
         if pool:
             pool.close()
             pool.join()
     stamp = {"version": SYNTH_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val}
-    (out / "synth.json").write_text(json.dumps(stamp))
+    write_json_atomic(out / "synth.json", stamp)
     return paths
 
 

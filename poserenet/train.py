@@ -33,10 +33,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed as D
-from .checkpoint import read_training_checkpoint, save_atomic
+from .checkpoint import load_weights, read_training_checkpoint, save_atomic
 from .config import Config, save_config
 from .errors import ConfigError, PoseDataError
 from .evaluate import evaluate_model, people_to_evaluate
+from .files import write_atomic, write_text_atomic
 from .loss import JointsMSELoss
 from .meta import meta_to_dict
 from .pipeline import build_dataset, build_meta, build_model, check_output_size, load_split
@@ -117,8 +118,6 @@ def parameter_groups(model: nn.Module, t: Any) -> list[dict[str, Any]]:
     from .checkpoint import HEAD_PREFIXES
     from .models import PoseReNet
 
-    if t.freeze not in ("none", "head", "backbone"):
-        raise ConfigError(f"train.freeze must be none, head or backbone, got {t.freeze!r}")
     if not isinstance(model, PoseReNet):
         if t.freeze != "none" or t.backbone_lr_factor != 1.0:
             raise ConfigError("train.freeze and train.backbone_lr_factor apply to PoseReNet models (model.poserenet.enabled=true)")
@@ -145,10 +144,6 @@ class Trainer:
     def __init__(self, cfg: Config, progress: bool = True, log: Callable[[str], None] = print):
         self.cfg = cfg
         t = cfg.train
-        if t.amp not in ("none", *AMP_DTYPES):
-            raise ConfigError(f"train.amp must be none, bf16 or fp16, got {t.amp!r}")
-        if t.accumulate < 1:
-            raise ConfigError(f"train.accumulate must be at least 1, got {t.accumulate}")
         self.ctx = D.setup(t.device)
         if t.amp == "fp16" and self.ctx.device.type != "cuda":
             raise ConfigError("train.amp=fp16 needs a GPU; on CPUs use bf16")
@@ -225,11 +220,15 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         ckpt = read_training_checkpoint(path)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if "scaler" in ckpt:
-            self.scaler.load_state_dict(ckpt["scaler"])
+        # The checked loader: another architecture is a one-line error naming what differs.
+        load_weights(self.model, ckpt["model"], source=f"{path} (resuming {self.cfg.model.name})", strict_plugin=True)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            if "scaler" in ckpt:
+                self.scaler.load_state_dict(ckpt["scaler"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise PoseDataError(f"{path}: its optimizer state does not fit this run ({e}); was it trained with other train.freeze/backbone settings?") from None
         self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt.get("step", 0)
         self.partial = tuple(ckpt.get("partial_loss", (0.0, 0)))
         self.best, self.metrics = ckpt.get("best", -math.inf), ckpt.get("metrics", {})
@@ -261,8 +260,6 @@ class Trainer:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
     def _write_log(self, rows: list[dict[str, Any]]) -> None:
-        from .evaluate import write_text_atomic
-
         write_text_atomic(self.out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         keys = list(dict.fromkeys(k for r in rows for k in r))
         buf = io.StringIO()
@@ -360,8 +357,12 @@ class Trainer:
                 record["ranks_in_sync"] = D.weights_in_sync(self.model, self.ctx)
             is_best = False
             if self.epoch == t.epochs or self.epoch % t.val_every == 0:
-                self.metrics = evaluate_model(self.model, cfg, self.meta, self.val_data, self.device,
-                                              self.out_dir if self.ctx.is_main else None, self.progress, self.ctx, self.val_people)  # fmt: skip
+                try:
+                    self.metrics = evaluate_model(self.model, cfg, self.meta, self.val_data, self.device,
+                                                  self.out_dir if self.ctx.is_main else None, self.progress, self.ctx, self.val_people)  # fmt: skip
+                except BaseException:
+                    self._save(epoch_end=True)  # whatever stops the validation, the epoch's training is kept
+                    raise
                 record.update({f"val_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float))})
                 pck = f"PCK@{cfg.eval.pck_threshold:g}"
                 msg += f"  val AP {100 * self.metrics['AP']:.1f}  {pck} {100 * self.metrics.get(pck, float('nan')):.1f}"
@@ -372,6 +373,7 @@ class Trainer:
                         msg += f"  ({name}: AP {100 * other['AP']:.1f}  {pck} {100 * other.get(pck, float('nan')):.1f})"
                 value = self.metrics.get(t.best_metric)
                 if value is None:
+                    self._save(epoch_end=True)
                     raise ConfigError(f"train.best_metric {t.best_metric!r} is not a validation metric ({', '.join(self.metrics)})")
                 is_best = value > self.best
                 if is_best:
@@ -416,10 +418,10 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, pck_threshold: float = 0
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _same_as(last: Path, path: Path, state: dict[str, Any]) -> None:

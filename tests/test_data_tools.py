@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import shared
 
+from poserenet.annotations import load_coco_instances
 from poserenet.cli import main
-from poserenet.datasets import load_coco_instances
 from poserenet.download import Archive, download_file, fetch
 from poserenet.errors import PoseDataError
 from poserenet.meta import LSP14, MPII16

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from conftest import shared
 
+from poserenet.annotations import load_coco_instances
 from poserenet.codec import HeatmapCodec
-from poserenet.datasets import TopDownDataset, load_coco_instances, read_image
+from poserenet.datasets import TopDownDataset, read_image
 from poserenet.errors import PoseDataError
 from poserenet.meta import COCO17, LSP14, load_meta
 
@@ -81,7 +82,7 @@ def test_bad_files(tmp_path):
         load_coco_instances(tmp_path / "nope.json", tmp_path, COCO17)
     bad = tmp_path / "bad.json"
     bad.write_text('{"images": [')
-    with pytest.raises(PoseDataError, match=r"bad.json: not valid JSON"):
+    with pytest.raises(PoseDataError, match=r"bad.json: annotation file is not valid JSON"):
         load_coco_instances(bad, tmp_path, COCO17)
     bad.write_text('{"images": []}')
     with pytest.raises(PoseDataError, match="'images' and 'annotations'"):
@@ -100,7 +101,7 @@ def test_missing_and_unreadable_images(tmp_path):
 
 
 def test_skips_are_counted(tmp_path, caplog):
-    anns = [person(), person(id=8, iscrowd=1), person(id=9, keypoints=[0, 0, 0] * 17), person(id=10, bbox=[5, 5, 0, 0])]
+    anns = [person(), person(id=8, iscrowd=1), person(id=9, keypoints=[0, 0, 0] * 17, num_keypoints=0), person(id=10, bbox=[5, 5, 0, 0])]
     path, img_dir = write_coco(tmp_path, anns)
     data = load_coco_instances(path, img_dir, COCO17)
     assert len(data.instances) == 1

@@ -106,8 +106,8 @@ def test_logs_checkpoints_and_precision_options(tiny_synth, tmp_path):
 @pytest.mark.parametrize("option, message", [
     ("train.amp=fp16", "fp16 needs a GPU; on CPUs use bf16"),
     ("train.sync_bn=true", "SyncBatchNorm has no CPU implementation"),
-    ("train.amp=int8", "train.amp must be none, bf16 or fp16"),
-    ("train.best_metric=APX", "train.best_metric 'APX' is not a validation metric"),
+    ("train.amp=int8", "train.amp must be one of none, bf16, fp16, got 'int8'"),
+    ("train.best_metric=APX", "train.best_metric must be a validation metric (AP, AP50"),
 ])  # fmt: skip
 def test_option_errors(tiny_synth, tmp_path, option, message, capsys):
     if torch.cuda.is_available() and "GPU" in message:

@@ -152,7 +152,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "synth_r18slim_128x96_dark", "--set", f"data.root={tmp_path}"]) == 2
     assert "annotation file not found" in capsys.readouterr().err
     assert main(["train", "synth_r18slim_128x96_dark", "--set", "model.name=resnet9"]) == 2
-    assert "unknown model 'resnet9'" in capsys.readouterr().err
+    assert "model.name must be one of hourglass_2" in (err := capsys.readouterr().err) and "got 'resnet9'" in err
     assert main(["train", "synth_r18slim_128x96_dark", "--set", "data.input_hw=[120, 96]"]) == 2
     assert "into 32x24 heatmaps, but the codec expects 30x24; use an input size that is a multiple of 32" in capsys.readouterr().err
 

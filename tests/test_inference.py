@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from poserenet.annotations import load_coco_instances
 from poserenet.cli import main
 from poserenet.codec import HeatmapCodec
 from poserenet.config import load_config
-from poserenet.datasets import TopDownDataset, load_coco_instances
+from poserenet.datasets import TopDownDataset
 from poserenet.errors import ConfigError
 from poserenet.evaluate import predict
 from poserenet.inference import PoseHead, Predictor, TorchRunner, build_head, export_onnx, export_pose_head

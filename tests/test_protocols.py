@@ -85,9 +85,9 @@ def result(image_id=1, k=17, **kw):
         ([], "no predictions"),
         ([result(image_id=7), result(image_id=8)], r"2 result\(s\) for image ids that are not in the ground truth \(e.g. 7, 8\)"),
         ([result(k=14)], r"result 0 \(image 1\): 42 keypoint values, expected 51"),
-        ([result(keypoints=[float("nan")] * 51)], r"result 0 \(image 1\): keypoints or score are not finite"),
+        ([result(keypoints=[float("nan")] * 51)], r"result 0 \(image 1\): keypoints and score must be finite numbers"),
         ([{"image_id": 1, "category_id": 1, "keypoints": [1.0] * 51}], r"result 0 \(image 1\): no 'score'"),
-        ([result(score="high")], "not finite numbers"),
+        ([result(score="high")], "must be finite numbers"),
         ({"image_id": 1}, "expected a list"),
     ],
 )

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from poserenet.datasets import load_coco_instances
+from poserenet.annotations import load_coco_instances
 from poserenet.evaluate import mean_pose_baseline, score, to_coco_results
 from poserenet.meta import COCO17
 from poserenet.synth import generate, is_generated, render_scene

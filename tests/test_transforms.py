@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from poserenet.annotations import Instance
 from poserenet.codec import HeatmapCodec
-from poserenet.datasets import Instance, TopDownDataset
+from poserenet.datasets import TopDownDataset
 from poserenet.meta import COCO17
 from poserenet.transforms import (
     AugmentConfig,

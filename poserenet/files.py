@@ -1,0 +1,69 @@
+"""Reading JSON inputs with errors that name the file, and writing result files so that
+nothing is ever half-written.
+
+Every file the package writes (checkpoints, configs, logs, results, ONNX models, figures) goes
+through `write_atomic`: the content goes to `<name>.tmp`, is flushed to the disk (fsync), and
+is renamed over the target, whose folder is then fsynced too, so neither a crash nor a power
+loss can leave a truncated or empty file under the real name. A full disk or a read-only folder
+is a `WriteError` naming the path; the temporary file is removed and the previous version of
+the target stays as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import PoseDataError, WriteError
+
+
+def read_json(path: str | Path, what: str = "annotation file") -> Any:
+    """A JSON file, or a PoseDataError naming it and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PoseDataError(f"{path}: {what} not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise PoseDataError(f"{path}: cannot read {what}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise PoseDataError(f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise PoseDataError(f"{path}: {what} is nested too deeply") from None
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` writes the content to the temporary path it is given; it then replaces `path`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"{path}: cannot write ({e.strerror or e})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj))
