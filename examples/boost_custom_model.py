@@ -74,8 +74,8 @@ def main() -> None:
         train = load_coco_instances(root / "annotations/person_keypoints_train.json", root / "images/train", COCO17)
         val = load_coco_instances(root / "annotations/person_keypoints_val.json", root / "images/val", COCO17)
         codec = HeatmapCodec((128, 96), (32, 24), sigma=2.0, dark=True)
-        # The 2x codec supervises PoseReNet's resolution-lifting branch.
-        ds = TopDownDataset(train.instances, COCO17, (128, 96), [codec, codec.at_resolution(2)], augment=AugmentConfig())
+        # The 2x codec (Gaussians of the same sigma in 2x pixels: sharper) supervises PoseReNet's 2x outputs.
+        ds = TopDownDataset(train.instances, COCO17, (128, 96), [codec, codec.at_resolution(2, sigma=codec.sigma)], augment=AugmentConfig())
 
         base = MyHeatmapNet()
         fit(base, ds, args.epochs, base.parameters())

@@ -61,12 +61,13 @@ class HeatmapCodec:
         sx = self.stride[0]
         return (sx - 1) / sx
 
-    def at_resolution(self, scale: int) -> HeatmapCodec:
-        """The same codec with heatmaps `scale` times larger: sigma and DARK's blur scale with them."""
-        if scale == 1:
+    def at_resolution(self, scale: int, sigma: float | None = None) -> HeatmapCodec:
+        """The same codec with heatmaps `scale` times larger: DARK's blur scales with them, and so
+        does the targets' sigma unless `sigma` (in the new pixels) is given."""
+        if scale == 1 and sigma is None:
             return self
         h, w = self.heatmap_hw
-        return replace(self, heatmap_hw=(h * scale, w * scale), sigma=self.sigma * scale, resolution=self.resolution * scale)
+        return replace(self, heatmap_hw=(h * scale, w * scale), sigma=sigma or self.sigma * scale, resolution=self.resolution * scale)
 
     # ------------------------------------------------------------------ encode
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

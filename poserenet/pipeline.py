@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import nn
 
@@ -83,12 +81,11 @@ def load_split(cfg: Config, meta: KeypointMeta, split: str) -> CocoKeypoints:
 
 
 def target_codecs(cfg: Config) -> list[HeatmapCodec]:
-    """The codecs of the training targets: 1x, and 2x for PoseReNet (sigma `codec.sigma_2x` if set)."""
+    """The codecs of the training targets: 1x, and 2x for PoseReNet, whose Gaussians have
+    `codec.sigma_2x` (default: `codec.sigma`) in 2x pixels."""
     codec = build_codec(cfg)
-    codecs = [codec.at_resolution(s) for s in target_scales(cfg)]
-    if cfg.codec.sigma_2x > 0:
-        codecs = [replace(c, sigma=cfg.codec.sigma_2x) if c.resolution == 2 else c for c in codecs]
-    return codecs
+    sigma_2x = cfg.codec.sigma_2x or cfg.codec.sigma
+    return [codec.at_resolution(2, sigma=sigma_2x) if s == 2 else codec for s in target_scales(cfg)]
 
 
 def build_dataset(cfg: Config, meta: KeypointMeta, data: CocoKeypoints, train: bool) -> TopDownDataset:
