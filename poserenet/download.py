@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
+import logging
 import shutil
 import tarfile
 import tempfile
@@ -26,6 +28,9 @@ from typing import Callable
 from tqdm import tqdm
 
 from .errors import PoseDataError
+from .files import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,20 +68,26 @@ def _hash(path: Path, algo: str) -> str:
 
 
 def download_file(url: str, dest: Path, md5: str | None = None, progress: bool = True, timeout: float = 60) -> Path:
-    """Download `url` to `dest`, resuming a partial `dest.part` with an HTTP Range request, then
-    check the MD5 (when known) before renaming the file into place."""
+    """Download `url` to `dest`, resuming a partial `dest.part` with an HTTP Range request; the
+    size must be the server's length and the MD5 (when known) the publisher's before the file
+    is renamed into place, with a `dest.complete` marker. A `dest` without a marker (an earlier
+    run's, or a copy) is not trusted: it is fetched again, resuming onto it."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and (md5 is None or _hash(dest, "md5") == md5):
-        return dest
+    marker = dest.with_name(dest.name + ".complete")
     part = dest.with_name(dest.name + ".part")
+    if dest.is_file():
+        if _verified(dest, marker, md5):
+            return dest
+        dest.replace(part)
     have = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    total = None
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # nothing left to fetch: the partial file is complete
-            response = None
+        if e.code == 416 and have:  # nothing left to fetch: the partial file may be complete
+            response, total = None, _range_total(e.headers.get("Content-Range"))
         else:
             raise PoseDataError(f"{url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
@@ -86,7 +97,10 @@ def download_file(url: str, dest: Path, md5: str | None = None, progress: bool =
             resumed = have and response.status == 206
             if not resumed:
                 have = 0  # the server ignored the range: start over
-            total = response.length + have if response.length is not None else None
+            if resumed:
+                total = _range_total(response.headers.get("Content-Range"))
+            if total is None and response.length is not None:
+                total = response.length + have
             with open(part, "ab" if resumed else "wb") as f, tqdm(
                 total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
             ) as bar:
@@ -96,16 +110,39 @@ def download_file(url: str, dest: Path, md5: str | None = None, progress: bool =
                         bar.update(len(block))
                 except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
                     raise PoseDataError(f"{url}: connection lost ({e!r}); run again to resume") from None
-        size = part.stat().st_size
-        if total is not None and size < total:
-            raise PoseDataError(f"{url}: connection lost after {size} of {total} bytes; run again to resume")
+    size = part.stat().st_size
+    if total is not None and size < total:
+        raise PoseDataError(f"{url}: connection lost after {size} of {total} bytes; run again to resume")
+    if total is not None and size > total:
+        part.unlink()
+        raise PoseDataError(f"{dest.name}: {size} bytes, but the server's file has {total}; the partial file was removed, run again")
     if md5 is not None:
         got = _hash(part, "md5")
         if got != md5:
             part.unlink()
             raise PoseDataError(f"{dest.name}: checksum mismatch (md5 {got}, expected {md5}); the partial file was removed, run again")
+    elif total is None:
+        log.warning("%s: the server gave no length and the publisher no checksum: its completeness is checked when unpacking", url)
     part.replace(dest)
+    write_json_atomic(marker, {"url": url, "bytes": size, "md5": md5})
     return dest
+
+
+def _range_total(content_range: str | None) -> int | None:
+    """The full length from a Content-Range header ("bytes 0-99/1000" or "bytes */1000")."""
+    if content_range and "/" in content_range:
+        tail = content_range.rsplit("/", 1)[1].strip()
+        return int(tail) if tail.isdigit() else None
+    return None
+
+
+def _verified(path: Path, marker: Path, md5: str | None) -> bool:
+    """`path` is the archive this module finished downloading (its marker's size and checksum)."""
+    try:
+        info = json.loads(marker.read_text())
+        return info["bytes"] == path.stat().st_size and (md5 is None or info.get("md5") == md5)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def unpack(archive: Path, root: Path, place: tuple[tuple[str, str], ...]) -> list[Path]:
@@ -124,8 +161,10 @@ def unpack(archive: Path, root: Path, place: tuple[tuple[str, str], ...]) -> lis
                         t.extractall(tmp_path, filter="data")  # no absolute paths or links out of the folder
                     except TypeError:  # Python without extraction filters
                         t.extractall(tmp_path)
-        except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
-            raise PoseDataError(f"{archive}: cannot unpack: {e}") from None
+        except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as e:
+            raise PoseDataError(f"{archive}: cannot unpack ({e})") from None
+        if not zipfile.is_zipfile(archive) and not _tar_ends(archive):
+            raise PoseDataError(f"{archive}: the tar archive ends without its end-of-archive blocks (it is truncated)")
         for pattern, dest in place:
             matches = sorted(tmp_path.glob(pattern))
             if not matches:
@@ -136,6 +175,20 @@ def unpack(archive: Path, root: Path, place: tuple[tuple[str, str], ...]) -> lis
                 _merge_move(m, target)
                 moved.append(target)
     return moved
+
+
+def _tar_ends(path: Path) -> bool:
+    """An uncompressed tar ends with two zero blocks; one cut at a member boundary unpacks
+    without complaint but has none. (Compressed archives: the decompressor detects a cut.)"""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+        if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00":
+            return True
+        f.seek(0, 2)
+        if f.tell() < 1024:
+            return False
+        f.seek(-1024, 2)
+        return f.read() == bytes(1024)
 
 
 def _merge_move(src: Path, dst: Path) -> None:
@@ -188,10 +241,17 @@ def fetch(
         path = download_file(url, downloads / filename, a.md5, progress)
         if a.md5 is None:
             log(f"{filename}: the publisher gives no checksum; sha256 {_hash(path, 'sha256')}")
-        moved = unpack(path, root, a.place)
-        stamp.write_text("\n".join(str(m.relative_to(root)) for m in moved) + "\n")
+        marker = path.with_name(path.name + ".complete")
+        try:
+            moved = unpack(path, root, a.place)
+        except PoseDataError as e:  # a broken archive is of no use: the next run fetches it anew
+            path.unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
+            raise PoseDataError(f"{e}; the archive was removed, run again to fetch it anew") from None
+        write_text_atomic(stamp, "\n".join(str(m.relative_to(root)) for m in moved) + "\n")
         if not keep_archives:
             path.unlink()
+            marker.unlink(missing_ok=True)
         log(f"{name} {part}: {', '.join(str(m.relative_to(root)) for m in moved[:4])}{' ...' if len(moved) > 4 else ''}")
     if name == "mpii" and (root / "annotations" / "mpii_val.json").is_file():
         _convert_mpii(root, log)
@@ -201,7 +261,6 @@ def fetch(
 def _convert_mpii(root: Path, log: Callable[[str], None]) -> None:
     """The COCO-style files the MPII configs read, with head boxes for PCKh on val."""
     from .convert import mpii_to_coco
-    from .files import write_json_atomic
 
     ann = root / "annotations"
     for split, gt in (("train", None), ("val", ann / "mpii_gt_val.mat")):

@@ -117,6 +117,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
     response short once, to simulate a dropped connection."""
 
     cut_after: dict = {}
+    no_length: set = set()  # names served without a Content-Length (as some hosts do)
     ranges: list = []
 
     def log_message(self, *args):
@@ -141,10 +142,14 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if path.name in self.no_length:
+            self.send_header("Connection", "close")
+        else:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         cut = self.cut_after.pop(path.name, None)
         self.wfile.write(body[:cut] if cut is not None else body)
+        self.close_connection = True
 
 
 @pytest.fixture
@@ -210,6 +215,43 @@ def test_fetch_unpacks_into_the_config_layout(server, tmp_path):
     assert not (root / "downloads" / "val2017.zip").exists()  # archives removed after unpacking
     fetch("coco", root, mirror=url, progress=False, log=lines.append, datasets=spec)
     assert any("already in" in line for line in lines)
+
+
+def test_an_archive_without_a_length_or_checksum_is_verified_before_it_counts(server, tmp_path, capsys):
+    """Issue 13: a truncated archive without a published checksum was reused on every rerun,
+    and a tar cut at a member boundary unpacked as "done" with files missing."""
+    import tarfile
+
+    www, url = server
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name in ("ann/mpii_train.json", "ann/mpii_val.json"):
+            info = tarfile.TarInfo(name)
+            info.size = 2000
+            t.addfile(info, io.BytesIO(b"x" * 2000))
+    whole = buf.getvalue()
+    (www / "mpii_annotations.tar").write_bytes(whole)
+    spec = {"demo": {"annotations": Archive("http://official/mpii_annotations.tar", None, (("**/mpii_*.json", "annotations"),))}}
+    root = tmp_path / "demo"
+    RangeHandler.no_length.add("mpii_annotations.tar")
+    RangeHandler.cut_after["mpii_annotations.tar"] = 512 + 2048  # one whole member, then the connection drops
+    with pytest.raises(PoseDataError, match=r"mpii_annotations.tar: the tar archive ends without its end-of-archive blocks .*"
+                                            r"the archive was removed, run again to fetch it anew"):  # fmt: skip
+        fetch("demo", root, mirror=url, progress=False, log=lambda _: None, datasets=spec)
+    assert not (root / ".demo-annotations.done").exists() and not (root / "downloads" / "mpii_annotations.tar").exists()
+    fetch("demo", root, mirror=url, progress=False, log=lambda _: None, datasets=spec)  # the rerun fetches it whole
+    assert (root / "annotations" / "mpii_val.json").read_bytes() == b"x" * 2000
+    RangeHandler.no_length.clear()
+
+    # A downloaded file is reused only with its completion marker; without one it is fetched again.
+    dest = tmp_path / "dl" / "mpii_annotations.tar"
+    download_file(f"{url}/mpii_annotations.tar", dest, None, progress=False)
+    RangeHandler.ranges.clear()
+    download_file(f"{url}/mpii_annotations.tar", dest, None, progress=False)
+    assert RangeHandler.ranges == []  # marker and size agree: reused
+    dest.write_bytes(whole[:3000])  # truncated behind our back, marker now stale
+    download_file(f"{url}/mpii_annotations.tar", dest, None, progress=False)
+    assert RangeHandler.ranges == ["bytes=3000-"] and dest.read_bytes() == whole
 
 
 def test_download_command_reports_a_wrong_archive(server, tmp_path, capsys):
