@@ -98,7 +98,8 @@ def numbers(value: Any, n: int | None, what: str, where: str) -> np.ndarray:
 
 
 def _is_id(v: Any) -> bool:
-    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
+    """An id: a string or a 64-bit integer (pycocotools keeps ids in numpy arrays)."""
+    return (isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63) or isinstance(v, str)
 
 
 def _keypoint_category(doc: dict, path: Path, meta: KeypointMeta) -> Any:
@@ -142,7 +143,7 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
     for i, img in enumerate(doc["images"]):
         where = f"{path}: images[{i}]"
         if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
-            raise PoseDataError(f"{where} needs an 'id' (integer or string) and a 'file_name'")
+            raise PoseDataError(f"{where} needs an 'id' (a 64-bit integer or a string) and a 'file_name'")
         if img["id"] in images:
             raise PoseDataError(f"{where}: image id {img['id']!r} appears twice")
         for side in ("width", "height"):
@@ -157,7 +158,7 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
             raise PoseDataError(f"{path}: annotations[{i}]: not an object")
         where = f"{path}: annotation id={ann.get('id', '?')!r} (annotations[{i}])"
         if not _is_id(ann.get("id")):
-            raise PoseDataError(f"{where}: needs an 'id' (integer or string)")
+            raise PoseDataError(f"{where}: needs an 'id' (a 64-bit integer or a string)")
         if ann["id"] in ann_ids:
             raise PoseDataError(f"{where}: annotation id {ann['id']!r} appears twice")
         ann_ids.add(ann["id"])
@@ -166,7 +167,7 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
             other += 1
             continue
         ann = dict(ann, category_id=cat)
-        if ann.get("image_id") not in images:
+        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
             raise PoseDataError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
         if "keypoints" not in ann or "bbox" not in ann:
             raise PoseDataError(f"{where}: needs 'keypoints' and 'bbox'")
@@ -349,7 +350,7 @@ def load_detections(
         if box[2] < 0 or box[3] < 0:
             raise PoseDataError(f"{where}: negative box size (w={box[2]:g}, h={box[3]:g})")
         if not _is_id(d["image_id"]) or d["image_id"] not in data.image_paths:
-            unknown.add(str(d["image_id"]))
+            unknown.add(repr(d["image_id"]))
             continue
         if score < score_threshold:
             skipped["below score threshold"] += 1

@@ -675,7 +675,8 @@ def _one_line(e: Exception) -> str:
     if "Original Traceback" in text:
         last = [line for line in text.splitlines() if line.strip()][-1]
         text = last.split(": ", 1)[1] if last.startswith(("poserenet.", "FileNotFoundError")) else last
-    return text
+    # Values quoted from a user's file may hold line breaks or control characters: one line, always.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def main(argv: list[str] | None = None) -> int:

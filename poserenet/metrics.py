@@ -56,8 +56,8 @@ def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "res
         if r.get("category_id", category) != category:
             other += 1
             continue
-        if isinstance(image, (list, dict)) or image not in image_ids:
-            unknown.append(str(image))
+        if not (isinstance(image, str) or (isinstance(image, int) and not isinstance(image, bool) and abs(image) < 2**63)) or image not in image_ids:
+            unknown.append(repr(image))
             continue
         kp = r["keypoints"]
         if not isinstance(kp, list) or len(kp) != 3 * num_keypoints:
