@@ -8,6 +8,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .errors import WriteError
+from .files import write_atomic
 from .meta import KeypointMeta
 
 
@@ -82,7 +84,9 @@ def prediction_grid(
 
 
 def save_rgb(path: str | Path, image: np.ndarray) -> None:
+    """An RGB image to a file (format by its suffix), atomically; a full disk is a WriteError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write image")
+    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise WriteError(f"{path}: cannot encode an image of this type")
+    write_atomic(path, lambda tmp: tmp.write_bytes(data.tobytes()))
