@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PoseDataError
-from .files import read_json
+from .files import finite_numbers, read_json
 from .meta import KeypointMeta
 from .metrics import head_size as head_size_of
 
@@ -88,13 +88,14 @@ def numbers(value: Any, n: int | None, what: str, where: str) -> np.ndarray:
     """A flat list of finite numbers (of length `n`), or an error naming the record and field."""
     if is_number(value) and n == 1:
         value = [value]
+    arr = finite_numbers(value)
+    if arr is not None and (n is None or arr.size == n):
+        return arr
     if not isinstance(value, list) or any(isinstance(v, list) for v in value):
         raise PoseDataError(f"{where}: '{what}' must be a flat list of numbers")
     if n is not None and len(value) != n:
         raise PoseDataError(f"{where}: '{what}' has {len(value)} values, expected {n}")
-    if not all(is_number(v) for v in value):
-        raise PoseDataError(f"{where}: '{what}' contains NaN, infinity or something that is not a number")
-    return np.asarray(value, dtype=np.float64)
+    raise PoseDataError(f"{where}: '{what}' contains NaN, infinity or something that is not a number")
 
 
 def _is_id(v: Any) -> bool:
@@ -175,7 +176,7 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
         if kpts.size != 3 * k:
             raise PoseDataError(f"{where}: 'keypoints' has {kpts.size} values, expected {3 * k} (x, y, v for {k} keypoints of {meta.name!r})")
         vis = kpts[2::3]
-        if not np.isin(vis, (0, 1, 2)).all():
+        if not set(vis.tolist()) <= {0.0, 1.0, 2.0}:
             raise PoseDataError(f"{where}: visibility flags must be 0, 1 or 2, got {sorted(set(vis.tolist()))}")
         bbox = numbers(ann["bbox"], 4, "bbox", where)
         if bbox[2] < 0 or bbox[3] < 0:

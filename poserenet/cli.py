@@ -9,15 +9,17 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from . import __version__
-from .config import Config, load_config
 from .errors import ConfigError, PoseDataError, WriteError
-from .models.plugin import AGGREGATIONS, PoseReNetConfig
+
+if TYPE_CHECKING:  # torch, the models and configs load only for the commands that use them
+    import torch
+
+    from .config import Config
 
 log = logging.getLogger("poserenet")
 
@@ -31,6 +33,7 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
     from .train import train
 
     cfg = load_config(args.config, args.overrides)
@@ -47,6 +50,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint (ours, or an official state dict) on the config's validation set or
     on any COCO-style file, with ground-truth or detector boxes."""
     from .checkpoint import load_weights, read_state_dict
+    from .config import load_config
     from .evaluate import evaluate_model
     from .files import write_json_atomic
     from .pipeline import build_meta, build_model, load_split, resolve_device
@@ -88,7 +92,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _print_pckh(rows: list[dict[str, Any]]) -> None:
     """The MPII table (paper, Table III), when the rows have PCKh."""
-    from .evaluate import format_table
     from .metrics import MPII_GROUPS
 
     cols = [*MPII_GROUPS, "Mean", "Mean@0.1"]
@@ -99,7 +102,6 @@ def _print_pckh(rows: list[dict[str, Any]]) -> None:
 
 
 def _print_table(rows: list[dict[str, Any]], cfg: Config) -> None:
-    from .evaluate import format_table
 
     pck_key = f"PCK@{cfg.eval.pck_threshold:g}"
     cols = [c if c != "PCK@0.2" else pck_key for c in TABLE_COLUMNS]
@@ -111,7 +113,6 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .annotations import read_coco_file
-    from .evaluate import format_table
     from .files import read_json
     from .meta import DEFAULT_SIGMA, load_meta, meta_from_coco
     from .metrics import check_results, coco_keypoint_ap, head_size, match_to_ground_truth, mpii_pckh_table, pck, pck_normalizer
@@ -176,7 +177,7 @@ def _backbone_label(cfg: Config) -> str:
 def cmd_table(args: argparse.Namespace) -> int:
     """A Markdown table like the paper's Table I (and Table III for PCKh) from evaluated runs."""
     from .complexity import measure
-    from .evaluate import format_table
+    from .config import load_config
     from .metrics import MPII_GROUPS
     from .models import create_model
     from .pipeline import build_meta
@@ -218,17 +219,17 @@ def cmd_boost(args: argparse.Namespace) -> int:
     """Attach PoseReNet to a trained model (starting exactly where it is), train it, and report
     the base and boosted metrics in one table."""
     from .checkpoint import load_weights, read_checkpoint_file, read_state_dict
-    from .config import config_from_dict
-    from .evaluate import evaluate_model, format_table
+    from .config import config_from_dict, load_config
+    from .evaluate import evaluate_model
     from .files import write_json_atomic
-    from .models import create_model
+    from .models import PoseReNetConfig, create_model
     from .pipeline import build_meta, load_split, resolve_device
     from .train import train
 
     base = Path(args.base)
     overrides = ["model.poserenet.enabled=true", "model.poserenet.zero_init=true", f"model.pretrained={base.resolve()}",
                  "model.pretrained_scope=all", f"train.freeze={args.freeze}", f"train.backbone_lr_factor={args.backbone_lr_factor}",
-                 f"model.poserenet.aggregation={args.aggregation}", *(["train.epochs=%d" % args.epochs] if args.epochs else [])]  # fmt: skip
+                 f"model.poserenet.aggregation={args.aggregation or PoseReNetConfig.aggregation}", *(["train.epochs=%d" % args.epochs] if args.epochs else [])]  # fmt: skip
     # A backbone that trains keeps its own heatmaps supervised (otherwise the plug-in's lifted
     # loss pulls it away from what made it good, measured on LSPET); a frozen one learns nothing
     # from that loss, so it is left out of the reported loss.
@@ -272,6 +273,7 @@ def cmd_complexity(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .complexity import measure
+    from .config import load_config
     from .models import MODELS, PoseReNetConfig, create_model
     from .pipeline import build_meta
 
@@ -296,7 +298,6 @@ def cmd_complexity(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(r))
         return 0
-    from .evaluate import format_table
 
     shown = [{**r, "poserenet": "+" if r["poserenet"] else "-", "params_m": f"{r['params_m']:.2f}",
               "gflops": f"{r['gflops']:.2f}", "gmacs": f"{r['gmacs']:.2f}"} for r in rows]  # fmt: skip
@@ -474,6 +475,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic data (cached) -> train a small model for a few minutes -> evaluate -> PNG."""
+    from .config import load_config
     from .evaluate import evaluate_model, mean_pose_baseline, score, to_coco_results
     from .synth import generate, is_generated
     from .train import train
@@ -559,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     boxes.add_argument("--det-boxes", metavar="FILE", help="crop the people of a COCO detection-results file")
     boxes.add_argument("--gt-boxes", action="store_true", help="crop the annotated boxes")
     e.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (default: the config's)")
-    e.add_argument("--backend", choices=["pycocotools", "faster-coco-eval"], help="COCO evaluation backend")
+    e.add_argument("--backend", choices=["auto", "pycocotools", "faster-coco-eval", "hotcoco"], help="COCO evaluation backend (auto: hotcoco when installed, else pycocotools)")
     e.add_argument("--json", metavar="OUT", help="also write the metrics JSON here")
     e.add_argument("--out", help="where to write results_val.json and metrics.json (default: eval_<checkpoint name>/ beside it)")
     e.add_argument("--quiet", action="store_true")
@@ -586,7 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--keypoints", help="keypoint set (built-in name or file); default: from the GT categories")
     m.add_argument("--sigmas", help="OKS sigmas, comma-separated (default: the keypoint set's)")
     m.add_argument("--threshold", type=float, default=0.2, help="PCK threshold (default 0.2)")
-    m.add_argument("--backend", choices=["pycocotools", "faster-coco-eval"], default="pycocotools")
+    m.add_argument("--backend", choices=["auto", "pycocotools", "faster-coco-eval", "hotcoco"], default="auto",
+                   help="auto (default): hotcoco when installed and the ids suit it, else pycocotools; the stats are identical")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_metrics)
 
@@ -621,8 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--freeze", choices=["backbone", "head", "none"], default="backbone",
                     help="backbone: only the plug-in trains (default); head: also the backbone's output layers; none: all")
     bo.add_argument("--backbone-lr-factor", type=float, default=0.1, help="backbone learning rate x this when it trains (default 0.1)")
-    bo.add_argument("--aggregation", default=PoseReNetConfig.aggregation, choices=AGGREGATIONS,
-                    help=f"PoseReNet's aggregation (default {PoseReNetConfig.aggregation}, the documented default)")
+    bo.add_argument("--aggregation", help="PoseReNet's aggregation: average, gate, lifted or fusion (default: the documented default)")
     bo.add_argument("--epochs", type=int, default=0)
     bo.add_argument("--out", help="run directory (default runs/<config>_boost)")
     bo.add_argument("--quiet", action="store_true")
@@ -677,6 +679,20 @@ def _one_line(e: Exception) -> str:
         text = last.split(": ", 1)[1] if last.startswith(("poserenet.", "FileNotFoundError")) else last
     # Values quoted from a user's file may hold line breaks or control characters: one line, always.
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A Markdown table; floats in [0, 1] are printed as percentages."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if v != v else f"{100 * v:.1f}" if -1 <= v <= 1 else f"{v:.2f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+    return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in cells)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,7 +129,9 @@ class EvalConfig:
     nms: str = "oks"  # per-image OKS NMS: oks | soft | none
     nms_threshold: float = 0.9
     pck_threshold: float = 0.2
-    backend: str = "pycocotools"  # or faster-coco-eval (same numbers, faster)
+    # COCO evaluation: auto (hotcoco when installed and the ids suit it, else pycocotools),
+    # pycocotools (the reference), faster-coco-eval or hotcoco: the same numbers.
+    backend: str = "auto"
     # Which heatmaps the metrics and results come from: final (the model's output) or, for a
     # PoseReNet model, backbone (its backbone's own). A PoseReNet model's other output is
     # always scored beside, under its name.

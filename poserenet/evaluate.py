@@ -24,7 +24,7 @@ from .distributed import DistContext, broadcast_from_main, gather_to_main
 from .errors import ConfigError, PoseDataError
 from .files import write_json_atomic
 from .meta import KeypointMeta
-from .metrics import coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, pck_normalizer
+from .metrics import coco_keypoint_ap, match_to_ground_truth, mpii_pckh_table, pck, pck_normalizer, resolve_backend
 from .models import PoseReNet
 from .pipeline import build_codec
 from .postprocess import NMS_MODES, oks_nms, rescore, soft_oks_nms
@@ -190,7 +190,7 @@ def score(
     results: list[dict],
     coords: np.ndarray | None = None,
     pck_threshold: float = 0.2,
-    backend: str = "pycocotools",
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """OKS AP/AR (pycocotools) and PCK (torso-normalised when the keypoint set defines a torso,
     else normalised by the longer box side); with MPII head sizes, PCKh too.
@@ -287,7 +287,8 @@ def evaluate_model(
         aligned = coords if ev.boxes == "ground_truth" else None
         scored[name] = (results, score(data, meta, results, aligned, ev.pck_threshold, ev.backend))
     results, metrics = scored[ev.output]
-    report = {"boxes": boxes, "flip_test": ev.flip_test, "nms": ev.nms, "backend": ev.backend, "output": ev.output, **metrics}
+    backend = resolve_backend(ev.backend, data.doc)
+    report = {"boxes": boxes, "flip_test": ev.flip_test, "nms": ev.nms, "backend": backend, "output": ev.output, **metrics}
     # A PoseReNet model's other output (its backbone's heatmaps, or the refined ones), scored beside.
     report.update({name: m for name, (_, m) in scored.items() if name != ev.output})
     if on_scored is not None:
@@ -310,17 +311,3 @@ def mean_pose_baseline(train: CocoKeypoints, val: CocoKeypoints) -> tuple[np.nda
     boxes = np.stack([inst.bbox for inst in val.instances]).astype(np.float64)
     coords = mean[None] * boxes[:, None, 2:4] + boxes[:, None, :2]
     return coords, np.ones(coords.shape[:2])
-
-
-def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A Markdown table; floats in [0, 1] are printed as percentages."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return "nan" if v != v else f"{100 * v:.1f}" if -1 <= v <= 1 else f"{v:.2f}"
-        return str(v)
-
-    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
-    return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in cells)])

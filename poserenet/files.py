@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .errors import PoseDataError, WriteError
 
 
@@ -33,6 +35,19 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
         raise PoseDataError(f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     except RecursionError:
         raise PoseDataError(f"{path}: {what} is nested too deeply") from None
+
+
+def finite_numbers(value: Any) -> np.ndarray | None:
+    """`value` as a float64 array if it is a flat JSON list of finite numbers (not booleans,
+    text, nested lists, NaN, infinity or integers too large for a float), else None. Fast: the
+    readers check every keypoint of every person with it."""
+    if not isinstance(value, list) or not set(map(type, value)) <= {int, float}:
+        return None
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except OverflowError:
+        return None
+    return arr if np.isfinite(arr).all() else None
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:

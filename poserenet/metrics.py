@@ -12,16 +12,38 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .errors import PoseDataError
-from .files import read_json
+from .files import finite_numbers, read_json
 
 COCO_STATS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
-BACKENDS = ("pycocotools", "faster-coco-eval")
+# "auto": hotcoco (Rust, ~80x faster, identical stats) when it is installed and the ids suit it,
+# else pycocotools, the reference.
+BACKENDS = ("auto", "pycocotools", "faster-coco-eval", "hotcoco")
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _hotcoco_ids(gt_doc: dict) -> bool:
+    """hotcoco takes non-negative integer ids only (pycocotools any hashable ones)."""
+    ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63  # noqa: E731
+    return all(ok(x["id"]) for key in ("images", "annotations", "categories") for x in gt_doc.get(key, []))
+
+
+def resolve_backend(backend: str, gt_doc: dict | None = None) -> str:
+    """The evaluation backend that `backend` means for this ground truth."""
+    if backend == "auto":
+        return "hotcoco" if _installed("hotcoco") and (gt_doc is None or _hotcoco_ids(gt_doc)) else "pycocotools"
+    return backend
 
 
 def _finite(v: Any) -> bool:
@@ -63,7 +85,7 @@ def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "res
         if not isinstance(kp, list) or len(kp) != 3 * num_keypoints:
             n = len(kp) if isinstance(kp, list) else "no list of"
             raise PoseDataError(f"{where} (image {image!r}): {n} keypoint values, expected {3 * num_keypoints} (x, y, score for {num_keypoints} keypoints)")
-        if not all(_finite(v) for v in kp) or not _finite(r["score"]):
+        if finite_numbers(kp) is None or not _finite(r["score"]):
             raise PoseDataError(f"{where} (image {image!r}): keypoints and score must be finite numbers (not NaN, infinity or text)")
         kept.append(r if "category_id" in r else {**r, "category_id": category})
     if unknown:
@@ -83,7 +105,7 @@ def coco_keypoint_ap(
     gt: str | Path | dict,
     results: str | Path | list[dict],
     sigmas: Sequence[float],
-    backend: str = "pycocotools",
+    backend: str = "auto",
     notes: list[str] | None = None,
 ) -> dict[str, float]:
     """OKS AP/AR of a COCO keypoint results file (or list) against the ground truth: a checked
@@ -99,8 +121,20 @@ def coco_keypoint_ap(
         raise PoseDataError(f"{gt if not isinstance(gt, dict) else 'the ground truth'}: no annotated people to evaluate against")
     results = check_results(results, gt_doc, len(sigmas), source, notes if notes is not None else [])
     results = [dict(r) for r in results]  # loadRes adds keys to the dicts it is given
-    with contextlib.redirect_stdout(io.StringIO()):
-        if backend == "pycocotools":
+    backend = resolve_backend(backend, gt_doc)
+    if backend == "hotcoco" and not _hotcoco_ids(gt_doc):
+        raise PoseDataError("the hotcoco backend needs non-negative integer image, annotation and category ids; use --backend pycocotools")
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # hotcoco warns that custom OKS sigmas are not COCO's: we know
+        if backend == "hotcoco":
+            try:
+                import hotcoco
+            except ImportError:
+                raise PoseDataError("the hotcoco backend needs `pip install hotcoco` (or 'poserenet[fast]')") from None
+            gt = hotcoco.COCO(gt_doc)
+            ev = hotcoco.COCOeval(gt, gt.load_res(results), "keypoints")
+            ev.params.kpt_oks_sigmas = [float(s) for s in sigmas]
+        elif backend == "pycocotools":
             from pycocotools.coco import COCO
             from pycocotools.cocoeval import COCOeval
 

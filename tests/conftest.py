@@ -26,10 +26,11 @@ def tiny_synth(tmp_path_factory):
 
 
 def available_backends() -> list[str]:
-    """COCO evaluation backends installed here (faster-coco-eval is an optional extra)."""
+    """COCO evaluation backends installed here (faster-coco-eval and hotcoco are optional extras)."""
     import importlib.util
 
-    return ["pycocotools"] + (["faster-coco-eval"] if importlib.util.find_spec("faster_coco_eval") else [])
+    return ["pycocotools"] + [name for name, module in (("faster-coco-eval", "faster_coco_eval"), ("hotcoco", "hotcoco"))
+                              if importlib.util.find_spec(module)]
 
 
 @pytest.fixture(scope="session")
