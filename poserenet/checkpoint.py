@@ -44,14 +44,16 @@ def read_checkpoint_file(path: str | Path) -> Any:
         raise PoseDataError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise PoseDataError(f"{path}: the checkpoint file is empty")
-    if zipfile.is_zipfile(path):  # torch.load does not check the CRCs: a flipped bit would load as wrong weights
-        try:
+    # torch.load does not check the zip CRCs: a flipped bit would load as a wrong weight.
+    try:
+        bad = None
+        if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
-            raise PoseDataError(f"{path}: cannot read checkpoint: a damaged archive ({e})") from None
-        if bad is not None:
-            raise PoseDataError(f"{path}: the checkpoint is damaged: {bad} fails its CRC check")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        raise PoseDataError(f"{path}: cannot read checkpoint: a damaged archive ({e})") from None
+    if bad is not None:
+        raise PoseDataError(f"{path}: the checkpoint is damaged: {bad} fails its CRC check")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: torch raises several types

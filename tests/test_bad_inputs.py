@@ -191,7 +191,7 @@ def test_checkpoint_files(tmp_path, capsys):
     ("eval.batch_size=0", "eval.batch_size must be at least 1"),
     ("train.val_every=0", "train.val_every must be at least 1"),
     ("train.best_metric=APx", "train.best_metric must be a validation metric"),
-    ("eval.backend=fast", "eval.backend must be one of pycocotools, faster-coco-eval"),
+    ("eval.backend=fast", "eval.backend must be one of auto, pycocotools, faster-coco-eval, hotcoco, got 'fast'"),
     ("eval.output=backbone", "eval.output=backbone scores a PoseReNet model's own backbone"),
 ])  # fmt: skip
 def test_config_values_are_checked_before_anything_runs(tmp_path, capsys, override, message):
