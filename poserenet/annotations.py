@@ -162,6 +162,8 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
             raise PoseDataError(f"{where}: needs an 'id' (a 64-bit integer or a string)")
         if ann["id"] in ann_ids:
             raise PoseDataError(f"{where}: annotation id {ann['id']!r} appears twice")
+        if ann["id"] == 0:  # pycocotools stores matches as annotation ids, and reads 0 as "no match"
+            raise PoseDataError(f"{where}: annotation id 0 would be scored as never matched by pycocotools; number annotations from 1")
         ann_ids.add(ann["id"])
         cat = ann.get("category_id", category_id if category_id is not None else 1)
         if category_id is not None and cat != category_id:

@@ -359,20 +359,26 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Keypoints for an image, a folder or a video: drawn copies and a COCO results JSON."""
+    """Keypoints for an image, a folder or a video: drawn copies and a COCO results JSON. People
+    come from --boxes, else from the person detector; in a video they are tracked."""
     import cv2
     from tqdm import tqdm
 
+    from .detection import build_detector
     from .files import write_json_atomic
-    from .inference import Predictor, read_boxes
-    from .visualize import draw_pose, save_rgb
+    from .inference import Predictor, read_boxes, track
+    from .visualize import draw_person, save_rgb
 
     src = Path(args.input)
     if not src.exists():
         raise PoseDataError(f"{src}: no such image, folder or video")
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.config, args.device, fast=not args.no_fast,
-                                          flip_test=args.flip, batch_size=args.batch_size, keypoints=args.keypoints)  # fmt: skip
+    if args.detect_every < 1:
+        raise ConfigError(f"--detect-every must be at least 1, got {args.detect_every}")
     boxes = read_boxes(args.boxes, args.ann) if args.boxes else None
+    detector = None if boxes is not None else build_detector(args.detector, args.det_score, **(
+        {"layout": args.detector_layout} if args.detector not in ("hog", "none") else {}))  # fmt: skip
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.config, args.device, fast=not args.no_fast, flip_test=args.flip,
+                                          batch_size=args.batch_size, keypoints=args.keypoints, detector=detector)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -380,15 +386,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     def draw(img: np.ndarray, people: list) -> np.ndarray:
         canvas = img.copy()
-        thick = max(1, round(max(img.shape[:2]) / 300))
         for p in people:
-            draw_pose(canvas, p.keypoints[:, :2], predictor.meta, p.keypoints[:, 2], args.threshold, thick, show_scores=args.scores)
+            draw_person(canvas, p, predictor.meta, args.threshold, show_scores=args.scores)
         return canvas
 
     def record(image_id: int, name: str, people: list) -> None:
         for p in people:
             results.append({"image_id": image_id, "category_id": 1, "score": round(p.score, 6), "file_name": name,
-                            "keypoints": [round(float(v), 3) for v in p.keypoints.reshape(-1)]})  # fmt: skip
+                            "keypoints": [round(float(v), 3) for v in p.keypoints.reshape(-1)],
+                            "bbox": [round(float(v), 2) for v in p.bbox],
+                            **({"track_id": p.track_id} if p.track_id is not None else {})})  # fmt: skip
 
     if src.suffix.lower() in VIDEO_EXTS:
         cap = cv2.VideoCapture(str(src))
@@ -400,26 +407,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
         writer = None
 
         def frames():
-            i = 0
             while True:
                 ok, frame = cap.read()
                 if not ok:
                     return
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), (boxes or {}).get(str(i)) if boxes is not None else None
-                i += 1
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
-        for i, (img, people, skipped) in enumerate(tqdm(predictor.predict_many(frames()), total=n, desc=src.name,
-                                                        unit="frame", disable=args.quiet)):  # fmt: skip
-            skipped_boxes += skipped
+        if boxes is not None:  # the user's boxes per frame, as given
+            stream = ((img, people) for img, people, _ in predictor.predict_many((f, boxes.get(str(i), [])) for i, f in enumerate(frames())))
+        else:
+            stream = track(predictor, frames(), args.detect_every, smooth=not args.no_smooth)
+        ids = set()
+        for i, (img, people) in enumerate(tqdm(stream, total=n, desc=src.name, unit="frame", disable=args.quiet)):
             if writer is None:
                 writer = cv2.VideoWriter(str(video_out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0]))
             writer.write(cv2.cvtColor(draw(img, people), cv2.COLOR_RGB2BGR))
             record(i, f"{src.name}#{i}", people)
+            ids.update(p.track_id for p in people if p.track_id is not None)
         cap.release()
         if writer is None:
             raise PoseDataError(f"{src}: no frames could be read")
         writer.release()
-        print(f"video: {video_out}")
+        print(f"video: {video_out}" + (f" ({len(ids)} tracked people)" if ids else ""))
     else:
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS) if src.is_dir() else [src]
         if not files:
@@ -455,7 +464,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             record(i, f.name, people)
         print(f"drawn images: {out}/ ({len(named)} images)")
     write_json_atomic(out / "results.json", results)
-    print(f"results: {out / 'results.json'} ({len(results)} people)")
+    found = "given boxes" if boxes is not None else (f"{args.detector} detector" if detector is not None else "whole images")
+    print(f"results: {out / 'results.json'} ({len(results)} people; {found})")
     if unreadable:
         print(f"skipped {unreadable} unreadable image(s)", file=sys.stderr)
     if skipped_boxes:
@@ -599,6 +609,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--config", help="the config of a checkpoint that has none inside (e.g. an official release)")
     pr.add_argument("--boxes", help="person boxes: {file name or frame: [[x, y, w, h(, score)], ...]} or a COCO detection list (with --ann)")
     pr.add_argument("--ann", help="COCO file naming the image ids of a COCO detection list")
+    pr.add_argument("--detector", default="hog",
+                    help="finds the people when --boxes gives none: hog (OpenCV's embedded HOG people detector, the default), "
+                         "none (the whole image is one person) or an ONNX person detector (YOLOX/RTMDet from mmdeploy, YOLOv8)")
+    pr.add_argument("--detector-layout", default="auto", help="ONNX detector output layout: auto, mmdeploy, yolox or yolov8")
+    pr.add_argument("--det-score", type=float, help="keep detections scoring at least this (default: 0.3)")
+    pr.add_argument("--detect-every", type=int, default=5, help="video: run the detector every N frames, track in between (default 5)")
+    pr.add_argument("--no-smooth", action="store_true", help="video: no smoothing of tracked keypoints")
     pr.add_argument("--out", default="predictions", help="output folder (default: predictions/)")
     pr.add_argument("--keypoints", help="refuse a model of another keypoint set than this (name or file)")
     pr.add_argument("--scores", action="store_true", help="write keypoint scores on the drawings")

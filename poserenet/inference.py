@@ -26,6 +26,7 @@ from torch import nn
 
 from .codec import HeatmapCodec
 from .datasets import normalize, read_image
+from .detection import Detector, Tracker, box_of_keypoints, build_detector
 from .errors import ConfigError, PoseDataError
 from .evaluate import decode_outputs
 from .files import write_atomic
@@ -42,6 +43,7 @@ class PersonPose:
     keypoints: np.ndarray  # [K, 3]: x, y (image pixels), score
     bbox: np.ndarray  # [x, y, w, h] the person box that was cropped
     score: float  # pose score: box score x mean of the confident keypoint scores
+    track_id: int | None = None  # the person's id over the frames of a video (`Predictor.track`)
 
 
 class PoseHead(nn.Module):
@@ -140,6 +142,7 @@ class Predictor:
         bbox_padding: float = 1.25,
         batch_size: int = 32,
         rescore_threshold: float = 0.2,
+        detector: Detector | None = None,
     ):
         self.runner = runner
         self.meta = meta
@@ -147,6 +150,7 @@ class Predictor:
         self.bbox_padding = bbox_padding
         self.batch_size = batch_size
         self.rescore_threshold = rescore_threshold
+        self.detector = detector  # finds the people when no boxes are given (None: the whole image)
 
     @classmethod
     def from_checkpoint(
@@ -159,10 +163,13 @@ class Predictor:
         flip_test: bool = False,
         batch_size: int = 32,
         keypoints: str | None = None,
+        detector: str | Detector | None = "hog",
     ) -> Predictor:
         """A training checkpoint (its config and keypoint set are inside), an official state
         dict with `config`, or an ONNX file from `poserenet export`. `keypoints` (a keypoint-set
-        name or file) is checked against the model's."""
+        name or file) is checked against the model's. `detector` finds the people when a call
+        gives no boxes: "hog" (OpenCV's, embedded), "none" (the whole image is one person), the
+        path of an ONNX person detector, or any callable (see `poserenet.detection`)."""
         path = Path(path)
         if path.suffix == ".onnx":
             runner = OnnxRunner(path)
@@ -176,6 +183,7 @@ class Predictor:
                 head.model = optimize_for_inference(head.model, channels_last=True, compile=compile)
             runner = TorchRunner(head, dev, channels_last=fast)
             predictor = cls(runner, meta, tuple(cfg.data.input_hw), cfg.data.bbox_padding, batch_size, cfg.eval.rescore_threshold)
+        predictor.detector = detector if callable(detector) else build_detector(detector)
         if keypoints is not None:
             asked = load_meta(keypoints)
             if asked.keypoints != meta.keypoints:
@@ -187,7 +195,7 @@ class Predictor:
 
     def __call__(self, image: str | Path | np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray | None = None) -> list[PersonPose]:
         """People of one image (a path or an RGB array). `boxes`: [M, 4] (x, y, w, h) or [M, 5]
-        with a score; None: the whole image is one person box."""
+        with a score; None: the detector's boxes (the whole image if there is no detector)."""
         return next(iter(self.predict_many([(image, boxes)])))[1]
 
     def predict_many(
@@ -210,6 +218,8 @@ class Predictor:
 
     def _boxes(self, img: np.ndarray, boxes: Any) -> tuple[np.ndarray, int]:
         h, w = img.shape[:2]
+        if boxes is None and self.detector is not None:
+            boxes = self.detector(img)
         if boxes is None:
             return np.array([[0.0, 0.0, w, h, 1.0]], dtype=np.float32), 0
         boxes = boxes.tolist() if isinstance(boxes, np.ndarray) else list(boxes)
@@ -251,6 +261,33 @@ class Predictor:
                           for j in range(len(b))]  # fmt: skip
                 start += len(b)
             yield img, people, skipped
+
+
+def track(
+    predictor: Predictor, frames: Iterable[np.ndarray], detect_every: int = 5, smooth: bool = True
+) -> Iterable[tuple[np.ndarray, list[PersonPose]]]:
+    """People of consecutive video frames (RGB arrays) with stable `track_id`s: the detector's
+    boxes every `detect_every` frames (and whenever nobody is tracked), in between each
+    person's box around their keypoints of the frame before; ids by IoU (`detection.Tracker`),
+    keypoints smoothed per person (One-Euro) unless `smooth` is off."""
+    tracker = Tracker()
+    carried: np.ndarray | None = None  # boxes from the last frame's poses
+    for i, frame in enumerate(frames):
+        detect = carried is None or len(carried) == 0 or i % max(1, detect_every) == 0
+        people = predictor(frame, None if detect else carried)
+        hw = frame.shape[:2]
+        # A carried box whose person lost their keypoints is dropped until the next detection.
+        pairs = [(p, b) for p in people if (b := box_of_keypoints(p.keypoints, predictor.rescore_threshold, hw)) is not None or detect]
+        people = [p for p, _ in pairs]
+        match = np.array([b if b is not None else p.bbox for p, b in pairs]).reshape(-1, 4)
+        for p, t in zip(people, tracker.update(match)):
+            p.track_id = t.id
+            if smooth:
+                p.keypoints[:, :2] = t.smoother(p.keypoints[:, :2].astype(np.float64))
+        # Carried boxes count as certain (score 1): their pose scores do not compound frame to frame.
+        boxes = [box_of_keypoints(p.keypoints, predictor.rescore_threshold, hw) for p in people]
+        carried = np.array([[*b, 1.0] for b in boxes if b is not None], dtype=np.float32).reshape(-1, 5)
+        yield frame, people
 
 
 def read_boxes(path: str | Path, ann: str | Path | None = None) -> dict[str, list]:

@@ -34,9 +34,10 @@ def _installed(module: str) -> bool:
 
 
 def _hotcoco_ids(gt_doc: dict) -> bool:
-    """hotcoco takes non-negative integer ids only (pycocotools any hashable ones)."""
+    """hotcoco reads non-negative integer ids and image sizes only (pycocotools takes any)."""
     ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63  # noqa: E731
-    return all(ok(x["id"]) for key in ("images", "annotations", "categories") for x in gt_doc.get(key, []))
+    sizes = all(ok(img[s]) for img in gt_doc.get("images", []) for s in ("width", "height") if s in img)
+    return sizes and all(ok(x["id"]) for key in ("images", "annotations", "categories") for x in gt_doc.get(key, []))
 
 
 def resolve_backend(backend: str, gt_doc: dict | None = None) -> str:
@@ -123,7 +124,7 @@ def coco_keypoint_ap(
     results = [dict(r) for r in results]  # loadRes adds keys to the dicts it is given
     backend = resolve_backend(backend, gt_doc)
     if backend == "hotcoco" and not _hotcoco_ids(gt_doc):
-        raise PoseDataError("the hotcoco backend needs non-negative integer image, annotation and category ids; use --backend pycocotools")
+        raise PoseDataError("the hotcoco backend needs non-negative integer ids and image sizes; use --backend pycocotools")
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # hotcoco warns that custom OKS sigmas are not COCO's: we know
         if backend == "hotcoco":

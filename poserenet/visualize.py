@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -49,6 +49,22 @@ def draw_pose(
             cv2.putText(image, f"{float(s[j]):.2f}", (x + 3, y - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 1, cv2.LINE_AA)
             cv2.putText(image, f"{float(s[j]):.2f}", (x + 3, y - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return image
+
+
+def draw_person(image: np.ndarray, person: Any, meta: KeypointMeta, threshold: float = 0.3, show_scores: bool = False) -> np.ndarray:
+    """A `PersonPose` in place: its box, its track id (video) and its skeleton; a person with
+    an id keeps its box colour from frame to frame."""
+    thick = max(1, round(max(image.shape[:2]) / 300))
+    x, y, w, h = (float(v) for v in person.bbox)
+    tid = getattr(person, "track_id", None)
+    color = limb_colors(12)[tid % 12] if tid is not None else (255, 255, 255)
+    cv2.rectangle(image, _pt((x, y)), _pt((x + w, y + h)), color, max(1, thick - 1), cv2.LINE_AA)
+    label = f"#{tid}" if tid is not None else f"{person.score:.2f}"
+    scale = max(0.4, thick * 0.3)
+    org = (int(x) + 2, max(int(y) - 4, 12))
+    cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 1, cv2.LINE_AA)
+    cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    return draw_pose(image, person.keypoints[:, :2], meta, person.keypoints[:, 2], threshold, thick, show_scores=show_scores)
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:

@@ -177,7 +177,7 @@ def gt_verdict(doc) -> dict | None:
         return None
     anns, ann_ids = [], []
     for a in doc["annotations"]:
-        if not isinstance(a, dict) or not is_id(a.get("id")):
+        if not isinstance(a, dict) or not is_id(a.get("id")) or a["id"] == 0:
             return None
         ann_ids.append(a["id"])
         if a.get("category_id", 1) != 1:
