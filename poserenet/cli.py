@@ -375,6 +375,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.detect_every < 1:
         raise ConfigError(f"--detect-every must be at least 1, got {args.detect_every}")
     boxes = read_boxes(args.boxes, args.ann) if args.boxes else None
+    # With --ann, the results carry that file's image ids, so `poserenet metrics ANN results.json` scores them.
+    image_ids = _image_ids_by_name(args.ann) if args.ann else {}
     detector = None if boxes is not None else build_detector(args.detector, args.det_score, **(
         {"layout": args.detector_layout} if args.detector not in ("hog", "none") else {}))  # fmt: skip
     predictor = Predictor.from_checkpoint(args.checkpoint, args.config, args.device, fast=not args.no_fast, flip_test=args.flip,
@@ -416,7 +418,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if boxes is not None:  # the user's boxes per frame, as given
             stream = ((img, people) for img, people, _ in predictor.predict_many((f, boxes.get(str(i), [])) for i, f in enumerate(frames())))
         else:
-            stream = track(predictor, frames(), args.detect_every, smooth=not args.no_smooth)
+            stream = track(predictor, frames(), args.detect_every, smooth=not args.no_smooth, fps=fps)
         ids = set()
         for i, (img, people) in enumerate(tqdm(stream, total=n, desc=src.name, unit="frame", disable=args.quiet)):
             if writer is None:
@@ -461,7 +463,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             skipped_boxes += skipped
             f = named[i]
             save_rgb(out / f.name if f.suffix.lower() in (".jpg", ".jpeg", ".png") else out / f"{f.stem}.png", draw(img, people))
-            record(i, f.name, people)
+            record(image_ids.get(f.name, i), f.name, people)
         print(f"drawn images: {out}/ ({len(named)} images)")
     write_json_atomic(out / "results.json", results)
     found = "given boxes" if boxes is not None else (f"{args.detector} detector" if detector is not None else "whole images")
@@ -471,6 +473,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped_boxes:
         print(f"skipped {skipped_boxes} box(es) outside their image or of no size", file=sys.stderr)
     return 0
+
+
+def _image_ids_by_name(ann: str) -> dict[str, Any]:
+    from .files import read_json
+
+    doc = read_json(ann, "annotation file")
+    images = doc.get("images") if isinstance(doc, dict) else None
+    if not isinstance(images, list):
+        raise PoseDataError(f"{ann}: expected a COCO file with an 'images' list")
+    return {img["file_name"]: img["id"] for img in images if isinstance(img, dict) and "file_name" in img and "id" in img}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -608,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("input", help="an image, a folder of images or a video file")
     pr.add_argument("--config", help="the config of a checkpoint that has none inside (e.g. an official release)")
     pr.add_argument("--boxes", help="person boxes: {file name or frame: [[x, y, w, h(, score)], ...]} or a COCO detection list (with --ann)")
-    pr.add_argument("--ann", help="COCO file naming the image ids of a COCO detection list")
+    pr.add_argument("--ann", help="a COCO file whose image ids name the images: of a COCO detection list (--boxes), and in results.json")
     pr.add_argument("--detector", default="hog",
                     help="finds the people when --boxes gives none: hog (OpenCV's embedded HOG people detector, the default), "
                          "none (the whole image is one person) or an ONNX person detector (YOLOX/RTMDet from mmdeploy, YOLOv8)")

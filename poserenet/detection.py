@@ -48,12 +48,15 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndar
     return np.asarray(keep, dtype=np.int64)
 
 
-def iou_xyxy(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one [x1, y1, x2, y2] box with each of `boxes` [M, 4]."""
+def iou_xyxy(box: np.ndarray, boxes: np.ndarray, over: str = "union") -> np.ndarray:
+    """Overlap of one [x1, y1, x2, y2] box with each of `boxes` [M, 4]: the intersection over
+    their union (IoU), or over the smaller of the two areas (`over="min"`)."""
     w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
     h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
     inter = w * h
     area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
+    if over == "min":
+        return inter / np.maximum(np.minimum(area(box), area(boxes)), 1e-9)
     return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
 
 
@@ -277,9 +280,10 @@ def build_detector(spec: str | None, score_threshold: float | None = None, **opt
 
 # --------------------------------------------------------------------------- tracking
 class OneEuro:
-    """The One-Euro filter (Casiez et al., CHI 2012) on an array: smooth when still, quick when moving."""
+    """The One-Euro filter (Casiez et al., CHI 2012) on an array: smooth when still, quick when
+    moving. Cutoffs in Hz, `dt` in seconds (a frame at 30 fps by default), speeds in pixels/s."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0):
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.02, d_cutoff: float = 1.0):
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.x = self.dx = None
 
@@ -288,7 +292,7 @@ class OneEuro:
         tau = 1.0 / (2 * math.pi * cutoff)
         return 1.0 / (1.0 + tau / dt)
 
-    def __call__(self, x: np.ndarray, dt: float = 1.0) -> np.ndarray:
+    def __call__(self, x: np.ndarray, dt: float = 1 / 30) -> np.ndarray:
         if self.x is None:
             self.x, self.dx = x.copy(), np.zeros_like(x)
             return x
@@ -308,11 +312,13 @@ class Track:
 
 
 class Tracker:
-    """Stable person ids over video frames: greedy IoU matching of each frame's boxes to the
-    tracks of the last frame; a track unmatched for `max_missed` frames ends."""
+    """Stable person ids over video frames: each frame's boxes are matched greedily to the
+    tracks' last boxes by their overlap, the intersection over the smaller box (a detector's box
+    and the box around the same person's keypoints differ in size, not in place); a track
+    unmatched for `max_missed` frames ends."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 10):
-        self.iou_threshold = iou_threshold
+    def __init__(self, overlap_threshold: float = 0.5, max_missed: int = 10):
+        self.overlap_threshold = overlap_threshold
         self.max_missed = max_missed
         self.tracks: list[Track] = []
         self.next_id = 1
@@ -323,10 +329,12 @@ class Tracker:
         assigned: list[Track | None] = [None] * len(boxes)
         free = list(self.tracks)
         if free and len(boxes):
-            ious = np.stack([iou_xyxy(xywh_to_xyxy(t.box)[0], xywh_to_xyxy(boxes)) for t in free])  # [T, B]
-            for flat in np.argsort(-ious, axis=None):
+            overlap = np.stack([iou_xyxy(xywh_to_xyxy(t.box)[0], xywh_to_xyxy(boxes), over="min") for t in free])  # [T, B]
+            # Ties (a box inside two others) go to the better IoU.
+            rank = overlap + 1e-3 * np.stack([iou_xyxy(xywh_to_xyxy(t.box)[0], xywh_to_xyxy(boxes)) for t in free])
+            for flat in np.argsort(-rank, axis=None):
                 ti, bi = divmod(int(flat), len(boxes))
-                if ious[ti, bi] < self.iou_threshold:
+                if overlap[ti, bi] < self.overlap_threshold:
                     break
                 if assigned[bi] is None and free[ti] is not None:
                     assigned[bi], free[ti] = free[ti], None

@@ -264,29 +264,30 @@ class Predictor:
 
 
 def track(
-    predictor: Predictor, frames: Iterable[np.ndarray], detect_every: int = 5, smooth: bool = True
+    predictor: Predictor, frames: Iterable[np.ndarray], detect_every: int = 5, smooth: bool = True, fps: float = 30.0
 ) -> Iterable[tuple[np.ndarray, list[PersonPose]]]:
     """People of consecutive video frames (RGB arrays) with stable `track_id`s: the detector's
     boxes every `detect_every` frames (and whenever nobody is tracked), in between each
-    person's box around their keypoints of the frame before; ids by IoU (`detection.Tracker`),
-    keypoints smoothed per person (One-Euro) unless `smooth` is off."""
+    person's box around their keypoints of the frame before. Each frame's crop boxes are
+    matched by IoU to where the tracked people were last (`detection.Tracker`), which a box
+    carried over from the last frame is exactly; keypoints are smoothed per person (One-Euro)
+    unless `smooth` is off."""
     tracker = Tracker()
-    carried: np.ndarray | None = None  # boxes from the last frame's poses
+    carried = np.zeros((0, 5), np.float32)  # boxes around the last frame's poses
     for i, frame in enumerate(frames):
-        detect = carried is None or len(carried) == 0 or i % max(1, detect_every) == 0
+        detect = len(carried) == 0 or i % max(1, detect_every) == 0
         people = predictor(frame, None if detect else carried)
         hw = frame.shape[:2]
-        # A carried box whose person lost their keypoints is dropped until the next detection.
-        pairs = [(p, b) for p in people if (b := box_of_keypoints(p.keypoints, predictor.rescore_threshold, hw)) is not None or detect]
-        people = [p for p, _ in pairs]
-        match = np.array([b if b is not None else p.bbox for p, b in pairs]).reshape(-1, 4)
-        for p, t in zip(people, tracker.update(match)):
+        nxt = []
+        for p, t in zip(people, tracker.update(np.array([p.bbox for p in people]).reshape(-1, 4))):
             p.track_id = t.id
             if smooth:
-                p.keypoints[:, :2] = t.smoother(p.keypoints[:, :2].astype(np.float64))
-        # Carried boxes count as certain (score 1): their pose scores do not compound frame to frame.
-        boxes = [box_of_keypoints(p.keypoints, predictor.rescore_threshold, hw) for p in people]
-        carried = np.array([[*b, 1.0] for b in boxes if b is not None], dtype=np.float32).reshape(-1, 5)
+                p.keypoints[:, :2] = t.smoother(p.keypoints[:, :2].astype(np.float64), 1.0 / fps)
+            box = box_of_keypoints(p.keypoints, predictor.rescore_threshold, hw)
+            if box is not None:  # where to crop this person next; a person without keypoints waits for a detection
+                t.box = box
+                nxt.append([*box, 1.0])  # carried boxes count as certain: pose scores do not compound
+        carried = np.array(nxt, dtype=np.float32).reshape(-1, 5)
         yield frame, people
 
 

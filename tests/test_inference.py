@@ -46,7 +46,7 @@ def test_predictor_gives_the_evaluation_pipelines_keypoints(tiny_synth, tiny_che
 
 
 def test_boxes_none_empty_and_outside(tiny_synth, tiny_checkpoint):
-    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, detector="none")
     img = cv2.cvtColor(cv2.imread(str(tiny_synth / "images/val/000000.jpg")), cv2.COLOR_BGR2RGB)
     whole = predictor(img)
     assert len(whole) == 1 and whole[0].bbox.tolist() == [0, 0, img.shape[1], img.shape[0]]
@@ -137,8 +137,8 @@ def test_onnx_of_poserenet_models_agrees_with_pytorch(tmp_path, aggregation):
 def test_onnx_of_a_trained_checkpoint_runs_in_the_predictor(tiny_synth, tiny_checkpoint, tmp_path):
     out = tmp_path / "m.onnx"
     export_onnx(tiny_checkpoint, out, flip_test=True)
-    onnx_pred = Predictor.from_checkpoint(out)
-    torch_pred = Predictor.from_checkpoint(tiny_checkpoint, fast=False, flip_test=True)
+    onnx_pred = Predictor.from_checkpoint(out, detector="none")
+    torch_pred = Predictor.from_checkpoint(tiny_checkpoint, fast=False, flip_test=True, detector="none")
     img = sorted((tiny_synth / "images/val").glob("*.jpg"))[0]
     a, b = torch_pred(img), onnx_pred(img)
     # A two-epoch model has flat heatmaps, on which DARK's sub-pixel step is ill-conditioned:
@@ -172,14 +172,14 @@ def test_predict_command_on_image_folder_and_video(tiny_synth, tiny_checkpoint, 
     assert {r["file_name"] for r in results} == {srcs[0].name}  # the other images have no boxes listed
     assert sorted(p.name for p in out.glob("*.jpg")) == sorted(p.name for p in srcs)
 
-    # Without boxes every image is one person; a single image works the same way.
-    assert main(["predict", str(tiny_checkpoint), str(srcs[1]), "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    # With --detector none every image is one person; a single image works the same way.
+    assert main(["predict", str(tiny_checkpoint), str(srcs[1]), "--out", str(tmp_path / "one"), "--quiet", "--detector", "none"]) == 0
     assert len(json.loads((tmp_path / "one" / "results.json").read_text())) == 1
 
     video = tmp_path / "clip.mp4"
     frames = [cv2.resize(cv2.imread(str(p)), (160, 192)) for p in srcs]
     write_video(video, frames)
-    assert main(["predict", str(tiny_checkpoint), str(video), "--out", str(tmp_path / "v"), "--quiet"]) == 0
+    assert main(["predict", str(tiny_checkpoint), str(video), "--out", str(tmp_path / "v"), "--quiet", "--detector", "none"]) == 0
     cap = cv2.VideoCapture(str(tmp_path / "v" / "clip_pose.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     assert [r["image_id"] for r in json.loads((tmp_path / "v" / "results.json").read_text())] == [0, 1, 2]
@@ -205,7 +205,7 @@ def test_predict_command_errors(tiny_checkpoint, tmp_path, capsys):
     from poserenet.config import save_config
 
     save_config(cfg, tmp_path / "cfg.yaml")
-    assert len(Predictor.from_checkpoint(raw, config=tmp_path / "cfg.yaml")(np.zeros((100, 80, 3), np.uint8))) == 1
+    assert len(Predictor.from_checkpoint(raw, config=tmp_path / "cfg.yaml", detector="none")(np.zeros((100, 80, 3), np.uint8))) == 1
 
 
 def test_export_command(tiny_checkpoint, tmp_path, capsys):
