@@ -138,16 +138,19 @@ class HeatmapCodec:
         ok_y = ((y > 0) & (y < h - 1)).float()
         return 0.25 * torch.stack([torch.sign(ddx) * ok_x, torch.sign(ddy) * ok_y], dim=-1)
 
-    def modulate(self, heatmaps: torch.Tensor) -> torch.Tensor:
-        """DARK's distribution modulation: Gaussian blur with zero borders, rescaled so each map
-        keeps its original maximum."""
-        # OpenCV's sigma for a k-tap kernel given sigma 0, at this codec's resolution.
+    def _blur(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """DARK's 1-D Gaussian (OpenCV's sigma for a k-tap kernel given sigma 0), at this codec's
+        resolution; a constant, not computed in the graph, so that ONNX export knows its shape."""
         s = (0.3 * ((self.blur_kernel - 1) * 0.5 - 1) + 0.8) * self.resolution
         k = (self.blur_kernel // 2) * self.resolution * 2 + 1
-        t = np.arange(k) - (k - 1) / 2
-        g = np.exp(-(t**2) / (2 * s * s))
-        # A constant (not computed in the graph), so that ONNX export knows the kernel's shape.
-        g = torch.tensor(g / g.sum(), dtype=heatmaps.dtype, device=heatmaps.device)
+        g = np.exp(-((np.arange(k) - (k - 1) / 2) ** 2) / (2 * s * s))
+        return torch.tensor(g / g.sum(), dtype=dtype, device=device)
+
+    def modulate(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """DARK's distribution modulation of whole maps: Gaussian blur with zero borders, rescaled
+        so each map keeps its original maximum. (Decoding needs it only around each maximum.)"""
+        g = self._blur(heatmaps.dtype, heatmaps.device)
+        k = len(g)
         n, kk, h, w = heatmaps.shape
         x = heatmaps.reshape(n * kk, 1, h, w)
         x = F.conv2d(x, g.view(1, 1, 1, k), padding=(0, k // 2))
@@ -158,12 +161,27 @@ class HeatmapCodec:
         return x * torch.where(peak_out > 0, peak_in / peak_out.clamp_min(1e-12), torch.zeros_like(peak_out))
 
     def _dark_offset(self, heatmaps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """DARK's Taylor step from each argmax (x, y). The step reads the log of the modulated map
+        at the 5 x 5 pixels around the argmax, so only those are blurred: each is a window of the
+        zero-padded map, blurred by two small matrix products. (The modulation's rescaling to the
+        original maximum adds a constant to the log, which no derivative sees.)"""
         h, w = heatmaps.shape[-2:]
-        logh = torch.log(self.modulate(heatmaps).clamp_min(1e-10))
-        p = F.pad(logh, (2, 2, 2, 2), mode="replicate")
+        g = self._blur(heatmaps.dtype, heatmaps.device)
+        r = len(g) // 2
+        pad = 2 + r
+        side = 2 * pad + 1
+        padded = F.pad(heatmaps, (pad, pad, pad, pad))
+        n, k, _, wp = padded.shape
+        d = torch.arange(side, device=heatmaps.device)
+        rows = (y[..., None] + d)[..., :, None] * wp + (x[..., None] + d)[..., None, :]  # [N, K, side, side]
+        window = padded.reshape(n, k, -1).gather(-1, rows.reshape(n, k, -1)).reshape(n, k, side, side)
+        band = torch.zeros(5, side, dtype=heatmaps.dtype, device=heatmaps.device)
+        for o in range(5):  # row o blurs the window's pixels o .. o + 2r into the o-th of the 5 x 5
+            band[o, o : o + 2 * r + 1] = g
+        logh = torch.log((band @ window @ band.T).clamp_min(1e-10))  # [N, K, 5, 5], argmax at [2, 2]
 
         def at(dx: int, dy: int) -> torch.Tensor:
-            return self._gather(p, x, y, dx, dy, 2)
+            return logh[..., 2 + dy, 2 + dx]
 
         c = at(0, 0)
         gx = 0.5 * (at(1, 0) - at(-1, 0))
@@ -182,4 +200,3 @@ class HeatmapCodec:
         # The Taylor expansion holds near the argmax: the step stays within one heatmap pixel.
         offset = torch.stack([ox, oy], dim=-1).clamp(-1.0, 1.0)
         return offset * ok.unsqueeze(-1).to(offset.dtype)
-
