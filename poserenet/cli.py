@@ -380,7 +380,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     detector = None if boxes is not None else build_detector(args.detector, args.det_score, **(
         {"layout": args.detector_layout} if args.detector not in ("hog", "none") else {}))  # fmt: skip
     predictor = Predictor.from_checkpoint(args.checkpoint, args.config, args.device, fast=not args.no_fast, flip_test=args.flip,
-                                          batch_size=args.batch_size, keypoints=args.keypoints, detector=detector)  # fmt: skip
+                                          batch_size=args.batch_size, keypoints=args.keypoints, detector=detector,
+                                          precision=args.precision)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -486,11 +487,15 @@ def _image_ids_by_name(ann: str) -> dict[str, Any]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .inference import export_onnx
+    from .inference import calibration_people, export_onnx
 
-    worst = export_onnx(args.checkpoint, args.onnx, args.config, args.flip, args.opset)
-    print(f"{args.onnx}: keypoints and scores out; onnxruntime vs PyTorch on test images: max difference {worst:.2e} px")
-    if worst > 1e-3:
+    calibration = calibration_people(args.checkpoint, args.config, args.calibration, args.overrides) if args.int8 else None
+    if calibration is not None:
+        print(f"int8: calibrating on {len(calibration)} people ({args.calibration or 'the validation people of the checkpoint config'})")
+    worst = export_onnx(args.checkpoint, args.onnx, args.config, args.flip, args.opset, int8_calibration=calibration)
+    what = "int8 vs float32 PyTorch" if args.int8 else "onnxruntime vs PyTorch"
+    print(f"{args.onnx}: keypoints and scores out; {what} on test images: max difference {worst:.2e} px")
+    if worst > 1e-3 and not args.int8:
         print("warning: larger than 1e-3 px", file=sys.stderr)
     return 0
 
@@ -636,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--no-fast", action="store_true", help="plain eager PyTorch (no BatchNorm folding or channels_last)")
+    pr.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: the network in bfloat16 (PyTorch path)")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
 
@@ -645,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--config", help="the config of a checkpoint that has none inside")
     ex.add_argument("--flip", action="store_true", help="put the flip test inside the graph")
     ex.add_argument("--opset", type=int, default=17)
+    ex.add_argument("--int8", action="store_true", help="quantize the network to int8 (static, calibrated on real people)")
+    ex.add_argument("--calibration", help="int8: a folder of person images (default: 64 validation people of the checkpoint's config)")
+    _add_overrides(ex)
     ex.set_defaults(func=cmd_export)
 
     bo = sub.add_parser("boost", help="attach PoseReNet to a trained model, train it, compare with the base")

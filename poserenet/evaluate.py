@@ -63,7 +63,12 @@ def model_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
 
 
 def decode_outputs(
-    model: nn.Module, images: torch.Tensor, codec: HeatmapCodec, flip_index: list[int] | None = None, only_final: bool = False
+    model: nn.Module,
+    images: torch.Tensor,
+    codec: HeatmapCodec,
+    flip_index: list[int] | None = None,
+    only_final: bool = False,
+    bf16: bool = False,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
     """model -> (flip test, when `flip_index` is given) -> decode, for each output of
     `model_outputs` (only "final" with `only_final`): keypoints [N, K, 2] in pixels of that
@@ -71,9 +76,13 @@ def decode_outputs(
 
     A PoseReNet model with `scores: backbone` takes the final output's keypoint scores from its
     backbone's heatmaps: the refined maps localise better, but their maxima rank people worse
-    (docs/ablation.md)."""
-    outputs = model_outputs(model, images)
-    mirrored = model_outputs(model, images.flip(-1)) if flip_index is not None else {}
+    (docs/ablation.md). With `bf16` the network runs in bfloat16 (autocast); the decoding always
+    in float32."""
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        outputs = model_outputs(model, images)
+        mirrored = model_outputs(model, images.flip(-1)) if flip_index is not None else {}
+    outputs = {name: maps.float() for name, maps in outputs.items()}
+    mirrored = {name: maps.float() for name, maps in mirrored.items()}
     for name, maps in outputs.items():
         if mirrored:
             outputs[name] = flip_average(maps, mirrored[name], flip_index, codec_for(codec, maps))

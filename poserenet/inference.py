@@ -12,7 +12,9 @@ coordinates), so ONNX and PyTorch agree to a thousandth of a pixel.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import logging
 import warnings
@@ -53,14 +55,15 @@ class PoseHead(nn.Module):
     in image pixels. Outputs: keypoints [N, K, 2] in image pixels, scores [N, K].
     """
 
-    def __init__(self, model: nn.Module, codec: HeatmapCodec, flip_index: Sequence[int] | None = None):
+    def __init__(self, model: nn.Module, codec: HeatmapCodec, flip_index: Sequence[int] | None = None, bf16: bool = False):
         super().__init__()
         self.model = model
         self.codec = codec
         self.flip_index = list(flip_index) if flip_index is not None else None
+        self.bf16 = bf16  # the network in bfloat16 (PyTorch only; decoding stays float32)
 
     def forward(self, images: torch.Tensor, center: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        xy, scores, (h, w) = decode_outputs(self.model, images, self.codec, self.flip_index, only_final=True)["final"]
+        xy, scores, (h, w) = decode_outputs(self.model, images, self.codec, self.flip_index, only_final=True, bf16=self.bf16)["final"]
         size = torch.tensor([float(w), float(h)], dtype=xy.dtype, device=xy.device)
         keypoints = xy * (scale[:, None, :] / size) + center[:, None, :] - scale[:, None, :] * 0.5
         return keypoints, scores
@@ -164,12 +167,17 @@ class Predictor:
         batch_size: int = 32,
         keypoints: str | None = None,
         detector: str | Detector | None = "hog",
+        precision: str = "fp32",
     ) -> Predictor:
         """A training checkpoint (its config and keypoint set are inside), an official state
         dict with `config`, or an ONNX file from `poserenet export`. `keypoints` (a keypoint-set
         name or file) is checked against the model's. `detector` finds the people when a call
         gives no boxes: "hog" (OpenCV's, embedded), "none" (the whole image is one person), the
-        path of an ONNX person detector, or any callable (see `poserenet.detection`)."""
+        path of an ONNX person detector, or any callable (see `poserenet.detection`).
+        `precision`: "fp32", or "bf16" for the PyTorch path (the network in bfloat16; fast on
+        CPUs with AVX-512 BF16 or AMX and on GPUs); an int8 ONNX file is made by `export_onnx`."""
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be fp32 or bf16, got {precision!r} (int8: export with --int8 and load the .onnx)")
         path = Path(path)
         if path.suffix == ".onnx":
             runner = OnnxRunner(path)
@@ -178,6 +186,7 @@ class Predictor:
             predictor = cls(runner, meta, tuple(info["input_hw"]), info["bbox_padding"], batch_size)
         else:
             head, meta, cfg = build_head(path, config, flip_test)
+            head.bf16 = precision == "bf16"
             dev = torch.device(device)
             if fast:
                 head.model = optimize_for_inference(head.model, channels_last=True, compile=compile)
@@ -345,11 +354,13 @@ def export_onnx(
     flip_test: bool = False,
     opset: int = 17,
     check_images: Sequence[np.ndarray] | None = None,
+    int8_calibration: Sequence[np.ndarray] | None = None,
 ) -> float:
     """Export a checkpoint (see `build_head`) with `export_pose_head`."""
     head, meta, cfg = build_head(path, config, flip_test)
     extra = {"model": cfg.model.name, "poserenet": cfg.model.poserenet.enabled}
-    return export_pose_head(head, meta, tuple(cfg.data.input_hw), out, cfg.data.bbox_padding, opset, check_images, extra)
+    return export_pose_head(head, meta, tuple(cfg.data.input_hw), out, cfg.data.bbox_padding, opset, check_images, extra,
+                            int8_calibration)  # fmt: skip
 
 
 def export_pose_head(
@@ -361,11 +372,17 @@ def export_pose_head(
     opset: int = 17,
     check_images: Sequence[np.ndarray] | None = None,
     extra: dict[str, Any] | None = None,
+    int8_calibration: Sequence[np.ndarray] | None = None,
 ) -> float:
     """Write an ONNX file whose outputs are keypoints (image pixels) and scores, with what
     `Predictor` needs in its metadata; check it with onnxruntime against PyTorch on
     `check_images` (synthetic people by default), one whole-image box each, and return the
-    largest keypoint difference in pixels."""
+    largest keypoint difference in pixels.
+
+    With `int8_calibration` (images, one person each), the network's convolutions are quantized
+    to int8 (onnxruntime's static QDQ quantization, per-channel weights, activation ranges
+    calibrated on those crops); the decoding stays float32. The returned difference is then the
+    quantization's cost in pixels on the check images."""
     try:
         import onnx
     except ImportError:
@@ -376,6 +393,9 @@ def export_pose_head(
     info = {"meta": meta_to_dict(meta), "input_hw": list(input_hw), "bbox_padding": bbox_padding,
             "flip_test": head.flip_index is not None, **(extra or {})}  # fmt: skip
 
+    if int8_calibration is not None:
+        info["precision"] = "int8"
+
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -384,6 +404,9 @@ def export_pose_head(
                 dynamic_axes={n: {0: "batch"} for n in ("images", "center", "scale", "keypoints", "scores")},
                 opset_version=opset, dynamo=False,
             )  # fmt: skip
+        if int8_calibration is not None:
+            _quantize(tmp, [crop(img, np.array([[0, 0, img.shape[1], img.shape[0]]], np.float32), input_hw, bbox_padding)
+                            for img in int8_calibration])  # fmt: skip
         model = onnx.load(str(tmp))
         entry = model.metadata_props.add()
         entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(info)
@@ -399,6 +422,68 @@ def export_pose_head(
         a, b = torch_pred(img), onnx_pred(img)
         worst = max(worst, max(float(np.abs(p.keypoints[:, :2] - q.keypoints[:, :2]).max()) for p, q in zip(a, b)))
     return worst
+
+
+def calibration_people(
+    checkpoint: str | Path, config: str | Path | None = None, folder: str | Path | None = None, overrides: Sequence[str] = (), n: int = 64
+) -> list[np.ndarray]:
+    """Images of single people to calibrate int8 quantization with: the images of `folder`, or
+    `n` validation people of the checkpoint's config, each cut out around its box (padded as the
+    crops are)."""
+    from .annotations import load_coco_instances
+    from .checkpoint import read_checkpoint_file
+    from .config import config_from_dict, load_config
+    from .pipeline import build_meta
+
+    if folder is not None:
+        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))[:n]
+        if not files:
+            raise PoseDataError(f"{folder}: no images to calibrate with")
+        return [read_image(str(f)) for f in files]
+    if config is not None:
+        cfg = load_config(config, list(overrides))
+    else:
+        raw = read_checkpoint_file(checkpoint)
+        if not isinstance(raw, dict) or "config" not in raw:
+            raise ConfigError(f"{checkpoint}: has no config inside; give --config or --calibration")
+        cfg = config_from_dict(raw["config"], str(checkpoint), list(overrides))
+    data = load_coco_instances(cfg.data.path(cfg.data.val_ann), cfg.data.path(cfg.data.val_images), build_meta(cfg), keep_doc=False)
+    step = max(1, len(data.instances) // n)
+    people = []
+    for inst in data.instances[::step][:n]:
+        img = read_image(inst.image_path, inst.image_id)
+        center, scale = box_to_center_scale(inst.bbox, tuple(cfg.data.input_hw), cfg.data.bbox_padding)
+        x1, y1 = np.maximum(0, np.floor(center - scale / 2)).astype(int)
+        x2, y2 = np.ceil(center + scale / 2).astype(int)
+        people.append(np.ascontiguousarray(img[y1:y2, x1:x2]))
+    return [p for p in people if p.size]
+
+
+def _quantize(path: Path, crops: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """Static int8 quantization of the convolutions of the ONNX file at `path`, in place."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if not crops:
+        raise ConfigError("int8 export needs calibration images")
+
+    class Crops(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(crops)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            item = next(self.items, None)
+            return None if item is None else {"images": item[0], "center": item[1], "scale": item[2]}
+
+    fp32 = path.with_name(path.name + ".fp32")
+    path.replace(fp32)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            quantize_static(str(fp32), str(path), Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv", "ConvTranspose"])  # fmt: skip
+    finally:
+        fp32.unlink(missing_ok=True)
 
 
 def _synthetic_people(n: int) -> list[np.ndarray]:

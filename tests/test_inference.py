@@ -232,3 +232,37 @@ def test_boxes_from_a_coco_detection_file(tiny_checkpoint):
     assert 0 < len(people) <= len(bs)
     with pytest.raises(ConfigError, match="give --ann"):
         read_boxes(root / "test_coco_det_AP_H_56.json")
+
+
+def test_bf16_and_int8_give_the_float32_keypoints_within_a_pixel(tmp_path):
+    """Low precision: the PyTorch path in bfloat16, and an int8 ONNX export calibrated on crops
+    of people; on well-formed heatmaps both stay within a pixel of float32."""
+    codec = HeatmapCodec((128, 96), (32, 24), 1.5, dark=True)
+    images = dot_images(6, seed=3)
+    fp32 = Predictor(TorchRunner(PoseHead(DotNet(), codec), torch.device("cpu"), False), COCO17, (128, 96))
+    bf16 = Predictor(TorchRunner(PoseHead(DotNet(), codec, bf16=True), torch.device("cpu"), False), COCO17, (128, 96))
+    box = [[0, 0, 180, 240]]
+    for img in images:
+        a, b = fp32(img, box)[0], bf16(img, box)[0]
+        assert np.abs(a.keypoints[:, :2] - b.keypoints[:, :2]).max() < 1.0
+    out = tmp_path / "int8.onnx"
+    worst = export_pose_head(PoseHead(DotNet(), codec), COCO17, (128, 96), out, check_images=images, int8_calibration=images)
+    assert worst < 1.0
+    import onnx
+
+    model = onnx.load(str(out))
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)  # really int8
+    assert json.loads({p.key: p.value for p in model.metadata_props}["poserenet"])["precision"] == "int8"
+    int8 = Predictor.from_checkpoint(out, detector="none")
+    for img in images:
+        assert np.abs(fp32(img, box)[0].keypoints[:, :2] - int8(img, box)[0].keypoints[:, :2]).max() < 1.0
+
+
+def test_export_int8_command(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "m8.onnx"
+    assert main(["export", str(tiny_checkpoint), "--onnx", str(out), "--int8"]) == 0
+    printed = capsys.readouterr().out
+    assert "int8: calibrating on" in printed and "int8 vs float32 PyTorch" in printed
+    assert Predictor.from_checkpoint(out, detector="none")(np.zeros((120, 90, 3), np.uint8))[0].keypoints.shape == (17, 3)
+    with pytest.raises(SystemExit):  # int8 is an export, not a --precision
+        main(["predict", str(tiny_checkpoint), str(tmp_path), "--precision", "int8"])
