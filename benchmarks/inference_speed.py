@@ -1,8 +1,11 @@
 """Images/s of top-down inference (model + decoding to image coordinates) on the CPU:
-plain eager PyTorch, the fast path (BatchNorm folded, channels_last, inference_mode) and
-onnxruntime, as ratios against plain eager, in one run.
+plain eager PyTorch, the fast path (BatchNorm folded, channels_last, inference_mode), the fast
+path in bfloat16, onnxruntime in float32 and in int8 (static quantization, calibrated on
+synthetic people), as ratios against plain eager, in one run.
 
     python benchmarks/inference_speed.py [--model hrnet_w32] [--input 256x192] [--batch 1 32] [--repeat 5]
+
+Their accuracy on real people (same model, LSPET val and COCO images): benchmarks/precision_accuracy.py.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 
 from poserenet import create_model
 from poserenet.codec import HeatmapCodec
-from poserenet.inference import OnnxRunner, PoseHead, TorchRunner, optimize_for_inference
+from poserenet.inference import OnnxRunner, PoseHead, TorchRunner, _quantize, _synthetic_people, crop, optimize_for_inference
 
 
 def main() -> None:
@@ -37,6 +40,7 @@ def main() -> None:
     runners = {
         "eager": TorchRunner(PoseHead(model, codec), torch.device("cpu"), channels_last=False),
         "fast path": TorchRunner(PoseHead(optimize_for_inference(model), codec), torch.device("cpu"), channels_last=True),
+        "fast path bf16": TorchRunner(PoseHead(optimize_for_inference(model), codec, bf16=True), torch.device("cpu"), channels_last=True),
     }
     if args.compile:
         runners["fast path + compile"] = TorchRunner(PoseHead(optimize_for_inference(model, compile=True), codec), torch.device("cpu"), True)
@@ -50,6 +54,11 @@ def main() -> None:
                               dynamic_axes={n: {0: "b"} for n in ("images", "center", "scale", "keypoints", "scores")},
                               opset_version=17, dynamo=False)  # fmt: skip
         runners["onnxruntime"] = OnnxRunner(onnx_file, require_metadata=False)
+        int8_file = Path(tmp) / "m8.onnx"
+        int8_file.write_bytes(onnx_file.read_bytes())
+        _quantize(int8_file, [crop(img, np.array([[0, 0, img.shape[1], img.shape[0]]], np.float32), (h, w), 1.25)
+                              for img in _synthetic_people(8)])  # fmt: skip
+        runners["onnxruntime int8"] = OnnxRunner(int8_file, require_metadata=False)
         print(f"{args.model} at {h}x{w} (with decoding), {torch.get_num_threads()} CPU threads, torch {torch.__version__}")
         for b in args.batch:
             x = np.random.default_rng(0).standard_normal((b, 3, h, w)).astype(np.float32)

@@ -476,6 +476,7 @@ def _quantize(path: Path, crops: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
     fp32 = path.with_name(path.name + ".fp32")
     path.replace(fp32)
+    logging.disable(logging.WARNING)  # onnxruntime's advice to pre-process the graph, on the root logger
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -483,6 +484,7 @@ def _quantize(path: Path, crops: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=["Conv", "ConvTranspose"])  # fmt: skip
     finally:
+        logging.disable(logging.NOTSET)
         fp32.unlink(missing_ok=True)
 
 
