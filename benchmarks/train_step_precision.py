@@ -21,6 +21,27 @@ from poserenet import create_model
 from poserenet.loss import JointsMSELoss
 
 
+def step_seconds(args: argparse.Namespace, amp: str, layout: str, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> float:
+    """Median seconds of one training step of a fresh model in this precision and layout."""
+    model = create_model(args.model, 17).train()
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    images = x.contiguous(memory_format=fmt)
+    times = []
+    for i in range(args.steps + 1):  # the first is a warm-up
+        t = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+            out = model(images)
+        loss = JointsMSELoss()(out.float(), target, weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="simplebaseline_r18")
@@ -38,27 +59,7 @@ def main() -> None:
     rates = {}
     for amp in ("fp32", "bf16"):
         for layout in ("contiguous", "channels_last"):
-            model = create_model(args.model, 17).train()
-            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-            model = model.to(memory_format=fmt)
-            opt = torch.optim.Adam(model.parameters(), 1e-3)
-            images = x.contiguous(memory_format=fmt)
-
-            def step() -> None:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
-                    out = model(images)
-                loss = JointsMSELoss()(out.float(), target, weight)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-
-            step()  # warm-up
-            times = []
-            for _ in range(args.steps):
-                t = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - t)
-            rates[(amp, layout)] = args.batch / statistics.median(times)
+            rates[(amp, layout)] = args.batch / step_seconds(args, amp, layout, x, target, weight)
     base = rates[("fp32", "contiguous")]
     for (amp, layout), r in rates.items():
         print(f"{amp:<5} {layout:<14} {r:7.1f} samples/s  ({r / base:.2f}x)")
