@@ -165,7 +165,9 @@ def test_eval_with_detector_boxes(tiny_synth, tmp_path, capsys):
     for a in gt["annotations"]:
         x, y, w, h = a["bbox"]
         dets.append({"image_id": a["image_id"], "category_id": 1, "score": 0.95, "bbox": [x + 2, y - 1, w * 1.05, h]})
-        dets.append({"image_id": a["image_id"], "category_id": 1, "score": 0.9, "bbox": [x + 1, y, w, h * 0.98]})  # duplicate
+        # A duplicate: the same box found twice (a one-epoch model's flat heatmaps would give two
+        # shifted boxes of one person different keypoints, which OKS-NMS rightly keeps apart).
+        dets.append({"image_id": a["image_id"], "category_id": 1, "score": 0.9, "bbox": [x + 2, y - 1, w * 1.05, h]})
     dets.append({"image_id": 1, "category_id": 1, "score": 0.05, "bbox": [0, 0, 30, 30]})  # below threshold
     dets.append({"image_id": 1, "category_id": 2, "score": 0.99, "bbox": [0, 0, 30, 30]})  # not a person
     det_file = tmp_path / "dets.json"
