@@ -108,6 +108,7 @@ class Args:
     boost_epochs: int
     docs: Path
     settings: list[str] = field(default_factory=list)
+    core: bool = False
 
 
 def slug(name: str) -> str:
@@ -115,10 +116,13 @@ def slug(name: str) -> str:
 
 
 def run(cmd: list[str], where: Path) -> dict:
-    """One `poserenet` command into `where`, reused when it finished before."""
+    """One `poserenet` command into `where`, reused when it finished before; a training run that
+    was stopped part-way resumes from its last epoch (bit-exact)."""
     done = where / "done"
     if done.is_file():
         return json.loads((where / "metrics.json").read_text())
+    if cmd[0] == "train" and "--resume" not in cmd and (where / "last.pth").is_file():
+        cmd = [*cmd[:2], "--resume", *cmd[2:]]
     t = time.time()
     r = subprocess.run([sys.executable, "-m", "poserenet", *cmd], capture_output=True, text=True, cwd=REPO,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
@@ -140,7 +144,10 @@ def train_cmd(overrides: list[str], out: Path, args: Args, resume: bool = False)
 
 def run_setting(key: str, args: Args) -> dict[str, list[Path]]:
     s = SETTINGS[key]
-    jobs = [(name, seed, args.out / key / f"{slug(name)}_s{seed}", o) for name, o in s.variants().items()
+    variants = s.variants()
+    if args.core:  # the acceptance pair only
+        variants = {n: o for n, o in variants.items() if n in (BACKBONE, variant_name(DEFAULT))}
+    jobs = [(name, seed, args.out / key / f"{slug(name)}_s{seed}", o) for name, o in variants.items()
             for seed in s.seeds_of(name, args.seeds)]  # fmt: skip
     print(f"{key}: {s.label}, {len(jobs)} runs", flush=True)
 
@@ -161,7 +168,10 @@ def run_boost(args: Args) -> dict[str, list[Path]]:
     or `poserenet boost` (PoseReNet default, backbone frozen) for M epochs of about the same
     wall time (a frozen backbone runs forward only)."""
     s = SETTINGS["slim18"]
-    more_name, boost_name = f"{BACKBONE}, {args.more_epochs} more epochs", f"{BACKBONE}, + boost {args.boost_epochs} epochs (frozen)"
+    more_name, boost_name = (
+        f"{BACKBONE}, {args.more_epochs} more epochs",
+        f"{BACKBONE}, + boost {args.boost_epochs} epochs (frozen)",
+    )
     jobs, runs = [], {more_name: [], boost_name: []}
     for seed in args.seeds:
         base = args.out / "slim18" / f"{slug(BACKBONE)}_s{seed}"
@@ -177,7 +187,12 @@ def run_boost(args: Args) -> dict[str, list[Path]]:
         # The boost's own epochs (--epochs), at a constant learning rate.
         o = [*BASE, *s.model, f"train.seed={seed}", "train.lr_steps=[100]", f"train.val_every={args.boost_epochs}",
              f"data.root={args.data}"]  # fmt: skip
-        jobs.append((["boost", str(base / "last.pth"), "--epochs", str(args.boost_epochs), "--out", str(boost), "--quiet", *sets(o)], boost))
+        jobs.append(
+            (
+                ["boost", str(base / "last.pth"), "--epochs", str(args.boost_epochs), "--out", str(boost), "--quiet", *sets(o)],
+                boost,
+            )
+        )
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda j: run(*j), jobs))
     return runs
@@ -241,10 +256,16 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
                 refined = [refined_scores(o, args) for o in outs]
                 row["refined scores"] = {k: mean_std([100 * m[k] for m in refined]) for k in ("PCK@0.2", "AP")}
             cfg = load_config(outs[0] / "config.yaml")
-            cost = measure(create_model(cfg.model.name, 14, poserenet=cfg.model.poserenet, **cfg.model.kwargs), tuple(cfg.data.input_hw))
+            cost = measure(
+                create_model(cfg.model.name, 14, poserenet=cfg.model.poserenet, **cfg.model.kwargs), tuple(cfg.data.input_hw)
+            )
             row.update(params=cost.params_m, gflops=cost.gflops)
             rows.append(row)
-        title = SETTINGS[key].label if key in SETTINGS else f"boost on the slim18 backbones ({args.more_epochs} more epochs vs boost {args.boost_epochs})"
+        title = (
+            SETTINGS[key].label
+            if key in SETTINGS
+            else f"boost on the slim18 backbones ({args.more_epochs} more epochs vs boost {args.boost_epochs})"
+        )
         summary["settings"][key] = {"label": title, "rows": rows}
     out = REPO / "benchmarks" / "results" / "ablation_summary.json"
     out.write_text(json.dumps(summary, indent=1))
@@ -330,12 +351,13 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
     p.add_argument("--more-epochs", type=int, default=2, help="boost comparison: more epochs of the backbone")
     p.add_argument("--boost-epochs", type=int, default=5, help="boost comparison: epochs of the boost (about the same wall time)")
+    p.add_argument("--core", action="store_true", help="only the backbone and the default PoseReNet (the acceptance pair)")
     p.add_argument("--out", default=str(REPO / "runs" / "ablation"))
     p.add_argument("--docs", default=str(REPO / "docs"))
     a = p.parse_args()
     if not Path(a.data, "lspet_train.json").is_file():
         sys.exit(f"LSPET not found in {a.data} (--data)")
-    args = Args(a.data, Path(a.out), a.seeds, a.jobs, a.more_epochs, a.boost_epochs, Path(a.docs), a.settings)
+    args = Args(a.data, Path(a.out), a.seeds, a.jobs, a.more_epochs, a.boost_epochs, Path(a.docs), a.settings, a.core)
     results = {}
     for key in args.settings:
         if key == "boost":
