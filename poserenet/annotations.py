@@ -10,7 +10,9 @@ Errors, naming the file and the record:
 - unreadable or malformed JSON; no `images`/`annotations` lists;
 - an image without an `id` (integer or string) or `file_name`, a duplicate image id, a width or
   height that is not a positive number;
-- an annotation without an `id`, a duplicate annotation id; for the keypoint category: an
+- an annotation without an `id`, a duplicate annotation id, annotation id 0 (pycocotools
+  reads it as "no match"), a `category_id` that is not an integer or string (`true`); for the
+  keypoint category: an
   `image_id` not in `images`, `keypoints` that are not a flat list of 3*K finite numbers,
   visibility flags other than 0/1/2, a `bbox` that is not 4 finite numbers or has a negative
   size, a negative or non-finite `area`, `iscrowd` other than 0/1, a `num_keypoints` that
@@ -166,6 +168,8 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
             raise PoseDataError(f"{where}: annotation id 0 would be scored as never matched by pycocotools; number annotations from 1")
         ann_ids.add(ann["id"])
         cat = ann.get("category_id", category_id if category_id is not None else 1)
+        if not _is_id(cat):  # `true` equals 1 in Python but is no id: pycocotools and hotcoco disagree on it
+            raise PoseDataError(f"{where}: 'category_id' must be a 64-bit integer or a string, got {cat!r}")
         if category_id is not None and cat != category_id:
             other += 1
             continue

@@ -67,6 +67,7 @@ BAD_GT = [
     (("annotations", 0, "num_keypoints"), 5, "'num_keypoints' is 5, but 17 keypoints are labelled"),
     (("annotations", 0, "keypoints", 0), "10", "something that is not a number"),
     (("images", 0, "width"), 0, "'width' must be a positive number"),
+    (("annotations", 0, "category_id"), True, "'category_id' must be a 64-bit integer or a string, got True"),
 ]
 
 
