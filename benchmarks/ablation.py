@@ -13,8 +13,10 @@ Every run trains on lspet_train with the same recipe and seeds and is scored on 
   backbone trained on at its final learning rate, for an equal wall time.
 
 Each run is `poserenet train lspet_simplebaseline_r18_128x96 --set ...` (or `poserenet boost`);
-finished runs in runs/ablation/ are reused, so the script can be stopped and restarted. It
-writes docs/ablation_table.md, docs/ablation.png and benchmarks/results/ablation_summary.json.
+finished runs in runs/ablation/ are reused and a stopped run resumes from its last epoch, so
+the script can be stopped and restarted. `--core` trains only the backbone and the default
+PoseReNet; `--report-only` trains nothing and reports every run that has finished. It writes
+docs/ablation_table.md, docs/ablation.png and benchmarks/results/ablation_summary.json.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class Args:
     docs: Path
     settings: list[str] = field(default_factory=list)
     core: bool = False
+    report_only: bool = False
 
 
 def slug(name: str) -> str:
@@ -149,6 +152,8 @@ def run_setting(key: str, args: Args) -> dict[str, list[Path]]:
         variants = {n: o for n, o in variants.items() if n in (BACKBONE, variant_name(DEFAULT))}
     jobs = [(name, seed, args.out / key / f"{slug(name)}_s{seed}", o) for name, o in variants.items()
             for seed in s.seeds_of(name, args.seeds)]  # fmt: skip
+    if args.report_only:  # what has finished, however many seeds
+        jobs = [j for j in jobs if (j[2] / "done").is_file()]
     print(f"{key}: {s.label}, {len(jobs)} runs", flush=True)
 
     def go(job):
@@ -193,6 +198,8 @@ def run_boost(args: Args) -> dict[str, list[Path]]:
                 boost,
             )
         )
+    if args.report_only:
+        return {n: [o for o in outs if (o / "done").is_file()] for n, outs in runs.items()}
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda j: run(*j), jobs))
     return runs
@@ -248,8 +255,12 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
 
     summary = {"seeds": args.seeds, "default": DEFAULT, "settings": {}}
     for key, runs in results.items():
+        if not any(runs.values()):
+            continue
         rows = []
         for name, outs in runs.items():
+            if not outs:
+                continue
             skip = SETTINGS["slim18"].epochs if key == "boost" and "more epochs" in name else 0
             row = summarize(label(name), [read_run(o, skip) for o in outs])
             if name == variant_name(DEFAULT):  # the same models, scored with the refined maps' maxima
@@ -352,12 +363,15 @@ def main() -> None:
     p.add_argument("--more-epochs", type=int, default=2, help="boost comparison: more epochs of the backbone")
     p.add_argument("--boost-epochs", type=int, default=5, help="boost comparison: epochs of the boost (about the same wall time)")
     p.add_argument("--core", action="store_true", help="only the backbone and the default PoseReNet (the acceptance pair)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: report the runs that have finished")
     p.add_argument("--out", default=str(REPO / "runs" / "ablation"))
     p.add_argument("--docs", default=str(REPO / "docs"))
     a = p.parse_args()
     if not Path(a.data, "lspet_train.json").is_file():
         sys.exit(f"LSPET not found in {a.data} (--data)")
-    args = Args(a.data, Path(a.out), a.seeds, a.jobs, a.more_epochs, a.boost_epochs, Path(a.docs), a.settings, a.core)
+    args = Args(
+        a.data, Path(a.out), a.seeds, a.jobs, a.more_epochs, a.boost_epochs, Path(a.docs), a.settings, a.core, a.report_only
+    )
     results = {}
     for key in args.settings:
         if key == "boost":
