@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PoseDataError
-from .files import finite_numbers, read_json
+from .files import finite_numbers, is_id, read_json
 from .meta import KeypointMeta
 from .metrics import head_size as head_size_of
 
@@ -100,16 +100,11 @@ def numbers(value: Any, n: int | None, what: str, where: str) -> np.ndarray:
     raise PoseDataError(f"{where}: '{what}' contains NaN, infinity or something that is not a number")
 
 
-def _is_id(v: Any) -> bool:
-    """An id: a string or a 64-bit integer (pycocotools keeps ids in numpy arrays)."""
-    return (isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63) or isinstance(v, str)
-
-
 def _keypoint_category(doc: dict, path: Path, meta: KeypointMeta) -> Any:
     cats = doc.get("categories")
     if cats is None or cats == []:
         return None
-    if not isinstance(cats, list) or not all(isinstance(c, dict) and _is_id(c.get("id")) for c in cats):
+    if not isinstance(cats, list) or not all(isinstance(c, dict) and is_id(c.get("id")) for c in cats):
         raise PoseDataError(f"{path}: 'categories' must be a list of objects with an 'id'")
     with_kp = []
     for cat in cats:
@@ -145,7 +140,7 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
     images: dict[Any, dict] = {}
     for i, img in enumerate(doc["images"]):
         where = f"{path}: images[{i}]"
-        if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
+        if not isinstance(img, dict) or not is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
             raise PoseDataError(f"{where} needs an 'id' (a 64-bit integer or a string) and a 'file_name'")
         if img["id"] in images:
             raise PoseDataError(f"{where}: image id {img['id']!r} appears twice")
@@ -160,7 +155,7 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
         if not isinstance(ann, dict):
             raise PoseDataError(f"{path}: annotations[{i}]: not an object")
         where = f"{path}: annotation id={ann.get('id', '?')!r} (annotations[{i}])"
-        if not _is_id(ann.get("id")):
+        if not is_id(ann.get("id")):
             raise PoseDataError(f"{where}: needs an 'id' (a 64-bit integer or a string)")
         if ann["id"] in ann_ids:
             raise PoseDataError(f"{where}: annotation id {ann['id']!r} appears twice")
@@ -168,13 +163,13 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
             raise PoseDataError(f"{where}: annotation id 0 would be scored as never matched by pycocotools; number annotations from 1")
         ann_ids.add(ann["id"])
         cat = ann.get("category_id", category_id if category_id is not None else 1)
-        if not _is_id(cat):  # `true` equals 1 in Python but is no id: pycocotools and hotcoco disagree on it
+        if not is_id(cat):  # `true` equals 1 in Python but is no id: pycocotools and hotcoco disagree on it
             raise PoseDataError(f"{where}: 'category_id' must be a 64-bit integer or a string, got {cat!r}")
         if category_id is not None and cat != category_id:
             other += 1
             continue
         ann = dict(ann, category_id=cat)
-        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
+        if not is_id(ann.get("image_id")) or ann["image_id"] not in images:
             raise PoseDataError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
         if "keypoints" not in ann or "bbox" not in ann:
             raise PoseDataError(f"{where}: needs 'keypoints' and 'bbox'")
@@ -356,7 +351,7 @@ def load_detections(
         score = float(numbers(d["score"], 1, "score", where)[0])
         if box[2] < 0 or box[3] < 0:
             raise PoseDataError(f"{where}: negative box size (w={box[2]:g}, h={box[3]:g})")
-        if not _is_id(d["image_id"]) or d["image_id"] not in data.image_paths:
+        if not is_id(d["image_id"]) or d["image_id"] not in data.image_paths:
             unknown.add(repr(d["image_id"]))
             continue
         if score < score_threshold:

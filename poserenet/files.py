@@ -37,6 +37,12 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
         raise PoseDataError(f"{path}: {what} is nested too deeply") from None
 
 
+def is_id(value: Any) -> bool:
+    """A COCO id: a string or a 64-bit integer (pycocotools keeps ids in numpy arrays); not a
+    bool, although `true == 1` in Python."""
+    return (isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63) or isinstance(value, str)
+
+
 def finite_numbers(value: Any) -> np.ndarray | None:
     """`value` as a float64 array if it is a flat JSON list of finite numbers (not booleans,
     text, nested lists, NaN, infinity or integers too large for a float), else None. Fast: the

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import PoseDataError
-from .files import finite_numbers, read_json
+from .files import finite_numbers, is_id, read_json
 
 COCO_STATS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 # "auto": hotcoco (Rust, ~80x faster, identical stats) when it is installed and the ids suit it,
@@ -76,10 +76,12 @@ def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "res
         image = r["image_id"]
         if "score" not in r:
             raise PoseDataError(f"{where} (image {image!r}): no 'score'; AP ranks predictions by it")
+        if not is_id(r.get("category_id", category)):
+            raise PoseDataError(f"{where} (image {image!r}): 'category_id' must be an integer or a string, got {r['category_id']!r}")
         if r.get("category_id", category) != category:
             other += 1
             continue
-        if not (isinstance(image, str) or (isinstance(image, int) and not isinstance(image, bool) and abs(image) < 2**63)) or image not in image_ids:
+        if not is_id(image) or image not in image_ids:
             unknown.append(repr(image))
             continue
         kp = r["keypoints"]

@@ -138,6 +138,19 @@ def test_results_with_text_or_overflowing_numbers(tmp_path, capsys, field, value
         assert "res.json: result 0 (image 1): keypoints and score must be finite numbers" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("category", [True, None, 1.0])
+def test_results_whose_category_is_no_id(tmp_path, capsys, category):
+    """`true == 1` in Python: pycocotools would score it as category 1, hotcoco refuses it."""
+    doc = gt_doc()
+    res = results_equal_to(doc)
+    res[0]["category_id"] = category
+    gt, res = write(tmp_path, "gt.json", doc), write(tmp_path, "res.json", res)
+    for metric in ("coco", "pck"):
+        assert main(["metrics", str(gt), str(res), "--metric", metric]) == 2
+        err = capsys.readouterr().err
+        assert "res.json: result 0 (image 1): 'category_id' must be an integer or a string" in err and err.count("\n") == 1
+
+
 def test_image_files_are_checked_at_the_door(tmp_path):
     img_dir = tmp_path / "images"
     img_dir.mkdir()

@@ -180,6 +180,8 @@ def gt_verdict(doc) -> dict | None:
         if not isinstance(a, dict) or not is_id(a.get("id")) or a["id"] == 0:
             return None
         ann_ids.append(a["id"])
+        if not is_id(a.get("category_id", 1)):  # null, true, 1.0: no id
+            return None
         if a.get("category_id", 1) != 1:
             continue
         kp, box = a.get("keypoints"), a.get("bbox")
@@ -214,6 +216,8 @@ def results_verdict(results, gt: dict) -> list | None:
     kept = []
     for r in results:
         if not isinstance(r, dict) or not {"image_id", "keypoints", "score"} <= set(r):
+            return None
+        if not is_id(r.get("category_id", 1)):
             return None
         if r.get("category_id", 1) != 1:
             continue
