@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,9 @@ def read_checkpoint_file(path: str | Path) -> Any:
     if bad is not None:
         raise PoseDataError(f"{path}: the checkpoint is damaged: {bad} fails its CRC check")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's "please file an issue" before our error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: torch raises several types
         raise PoseDataError(f"{path}: cannot read checkpoint: {_load_error(e)}") from None
 
