@@ -228,6 +228,29 @@ def refined_scores(out: Path, args: Args) -> dict:
     return json.loads(path.read_text())
 
 
+PROFILE_RADII = (0.05, 0.1, 0.2, 0.5)
+
+
+def error_profile(out: Path, args: Args) -> dict[str, float]:
+    """Where a run's keypoints land, independent of how people are ranked: PCK within 0.05 to
+    0.5 torso lengths, and the mean OKS per person (what AP's thresholds cut)."""
+    import numpy as np
+
+    from poserenet.annotations import read_coco_file
+    from poserenet.meta import load_meta
+    from poserenet.metrics import match_to_ground_truth, oks, pck, pck_normalizer
+
+    meta = load_meta("lsp14")
+    gt_doc = read_coco_file(Path(args.data) / "lspet_val.json", meta)[0]
+    people, coords = match_to_ground_truth(gt_doc, json.loads((out / "results_val.json").read_text()), meta.sigmas)
+    gt = np.array([np.reshape(p["keypoints"], (-1, 3)) for p in people], dtype=np.float64)
+    norm, _ = pck_normalizer(gt, np.array([p["bbox"] for p in people]), meta.torso)
+    profile = {f"PCK@{r:g}": 100 * pck(coords, gt, norm, r)[0] for r in PROFILE_RADII}
+    per_person = [oks(g, c[None], p["area"], meta.sigmas)[0] for g, c, p in zip(gt, coords, people)]
+    profile["mean OKS"] = 100 * float(np.mean(np.nan_to_num(per_person)))
+    return profile
+
+
 def mean_std(values: list[float]) -> list[float]:
     return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
@@ -243,6 +266,9 @@ def summarize(name: str, runs: list[dict]) -> dict:
     row["per joint"] = {j: statistics.mean(100 * m["PCK@0.2 per joint"][j] for m in ms) for j in joints}
     if "backbone" in ms[0]:
         row["backbone output"] = {k: mean_std([100 * m["backbone"][k] for m in ms]) for k in ("PCK@0.2", "AP")}
+    profiles = [r["profile"] for r in runs if r.get("profile")]
+    if profiles:
+        row["error profile"] = {k: statistics.mean(p[k] for p in profiles) for k in profiles[0]}
     row["train minutes"] = statistics.mean(r["train_seconds"] for r in runs) / 60
     row["curves"] = [r["curve"] for r in runs]
     return row
@@ -262,7 +288,10 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
             if not outs:
                 continue
             skip = SETTINGS["slim18"].epochs if key == "boost" and "more epochs" in name else 0
-            row = summarize(label(name), [read_run(o, skip) for o in outs])
+            read = [read_run(o, skip) for o in outs]
+            for r, o in zip(read, outs):
+                r["profile"] = error_profile(o, args) if (o / "results_val.json").is_file() else None
+            row = summarize(label(name), read)
             if name == variant_name(DEFAULT):  # the same models, scored with the refined maps' maxima
                 refined = [refined_scores(o, args) for o in outs]
                 row["refined scores"] = {k: mean_std([100 * m[k] for m in refined]) for k in ("PCK@0.2", "AP")}
@@ -306,6 +335,15 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {r['variant']} | {pm(r['PCK@0.2'], n)} | {pm(r['AP'], n)} | {pm(r['APM'], n)} | {pm(r['APL'], n)} | {bb} "
                          f"| {r['train minutes']:.1f} | {r['params']:.3f} | {r['gflops']:.3f} | {', '.join(f'{v:.1f}' for v in r['PCK per seed'])} |")  # fmt: skip
         lines.append("")
+        profiled = [r for r in s["rows"] if "error profile" in r]
+        if profiled:
+            keys = list(profiled[0]["error profile"])
+            lines += ["Where the keypoints land, whatever the ranking (mean over seeds): PCK within 0.05 to 0.5 torso lengths, "
+                      "mean OKS per person:", "",
+                      "| variant | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]  # fmt: skip
+            for r in profiled:
+                lines.append(f"| {r['variant']} | " + " | ".join(f"{r['error profile'][k]:.1f}" for k in keys) + " |")
+            lines.append("")
         base = next((r for r in s["rows"] if r["variant"] == BACKBONE), s["rows"][0])
         joints = list(base["per joint"])
         lines += ["Per-joint PCK@0.2 (mean over seeds):", "",
