@@ -180,6 +180,8 @@ def run_boost(args: Args) -> dict[str, list[Path]]:
     jobs, runs = [], {more_name: [], boost_name: []}
     for seed in args.seeds:
         base = args.out / "slim18" / f"{slug(BACKBONE)}_s{seed}"
+        if not (base / "done").is_file() and not args.report_only:
+            sys.exit(f"boost: the slim18 backbone {base} has not finished; run --settings slim18 first")
         more, boost = args.out / "boost" / f"more_s{seed}", args.out / "boost" / f"boost_s{seed}"
         runs[more_name].append(more)
         runs[boost_name].append(boost)
@@ -361,7 +363,7 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     settings = list(summary["settings"].values())
-    fig, axes = plt.subplots(len(settings), 3, figsize=(16, 2.2 + 2.6 * len(settings)), squeeze=False)
+    fig, axes = plt.subplots(len(settings), 4, figsize=(20, 2.4 + 2.8 * len(settings)), squeeze=False)
     for row_axes, s in zip(axes, settings):
         rows = s["rows"]
         names = [r["variant"] for r in rows][::-1]
@@ -376,6 +378,8 @@ def plot(summary: dict, path: Path) -> None:
             ax.set_xlabel(f"{key} (%)")
             ax.set_title(s["label"], fontsize=9)
             ax.grid(axis="x", alpha=0.3)
+            if key == "AP":  # the same rows as the PCK panel beside it
+                ax.set_yticklabels([])
         ax = row_axes[2]  # per-joint gain of each PoseReNet row over the first row
         base = rows[0]["per joint"]
         joints = list(base)
@@ -386,7 +390,35 @@ def plot(summary: dict, path: Path) -> None:
         ax.set_ylabel(f"PCK@0.2 minus {rows[0]['variant']}", fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"LSPET val, mean ± std over seeds {summary['seeds']} (blue: with PoseReNet; dashed: the first row)")
+        ax = row_axes[3]  # validation curves, mean over seeds; dotted: a PoseReNet model's own backbone output
+        if max(len(c) for r in rows for c in r["curves"]) < 2:  # scored after the last epoch only
+            ax.axis("off")
+            continue
+        for i, r in enumerate(rows):
+            points: dict[int, list] = {}
+            for curve in r["curves"]:
+                for epoch, refined, backbone in curve:
+                    points.setdefault(epoch, []).append((refined, backbone))
+            epochs = sorted(points)
+            color = f"C{i}"
+            ax.plot(
+                epochs,
+                [100 * statistics.mean(p[0] for p in points[e]) for e in epochs],
+                marker="o",
+                ms=3,
+                color=color,
+                label=r["variant"],
+            )
+            if all(p[1] is not None for e in epochs for p in points[e]):
+                ax.plot(epochs, [100 * statistics.mean(p[1] for p in points[e]) for e in epochs], ls=":", color=color)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val PCK@0.2 (%)", fontsize=8)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"LSPET val, mean ± std over seeds {summary['seeds']} (blue: with PoseReNet; dashed: the first row; "
+        "curves: dotted = a PoseReNet model's own backbone output)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -413,8 +445,6 @@ def main() -> None:
     results = {}
     for key in args.settings:
         if key == "boost":
-            if "slim18" not in results:
-                results["slim18"] = run_setting("slim18", args)
             results["boost"] = run_boost(args)
         else:
             results[key] = run_setting(key, args)
