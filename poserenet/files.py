@@ -20,6 +20,18 @@ import numpy as np
 
 from .errors import PoseDataError, WriteError
 
+try:
+    import orjson as _orjson
+except ImportError:  # optional: the standard parser gives the same documents
+    _orjson = None
+# Every digit to "0", "." and "e"/"E" kept, the rest to " ": an integer part is " 000...".
+_DIGITS = bytes(48 if 48 <= i <= 57 else i if i in b".eE" else 32 for i in range(256))
+
+
+def _has_long_integer(data: bytes) -> bool:
+    """An integer part of 20 digits or more: maybe beyond 64 bits (a translate and a find: fast)."""
+    return (b" " + data).translate(_DIGITS).find(b" " + b"0" * 20) >= 0
+
 
 def read_json(path: str | Path, what: str = "annotation file") -> Any:
     """A JSON file, or a PoseDataError naming it and what is wrong with it."""
@@ -27,8 +39,15 @@ def read_json(path: str | Path, what: str = "annotation file") -> Any:
     if not path.is_file():
         raise PoseDataError(f"{path}: {what} not found")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        data = path.read_bytes()
+        # orjson is several times faster on large files (`poserenet[fast]`), but reads integers
+        # beyond 64 bits as floats: those files go to the standard parser, as do its errors.
+        if _orjson is not None and not _has_long_integer(data):
+            try:
+                return _orjson.loads(data)
+            except _orjson.JSONDecodeError:
+                pass  # the standard parser says what is wrong, or takes what orjson does not (10**400)
+        return json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise PoseDataError(f"{path}: cannot read {what}: {e}") from None
     except json.JSONDecodeError as e:

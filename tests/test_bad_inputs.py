@@ -304,8 +304,14 @@ def test_resume_with_another_architecture(tiny_checkpoint, tiny_synth, tmp_path,
     out = tmp_path / "run"
     out.mkdir()
     (out / "last.pth").write_bytes(tiny_checkpoint.read_bytes())
-    sets = [f"data.root={tiny_synth}", f"train.out_dir={out}", "train.epochs=3", "data.num_workers=0", "model.name=hrnet_w32",
-            "model.kwargs={modules_per_stage: [1, 1, 1], num_blocks: 1}"]
+    sets = [
+        f"data.root={tiny_synth}",
+        f"train.out_dir={out}",
+        "train.epochs=3",
+        "data.num_workers=0",
+        "model.name=hrnet_w32",
+        "model.kwargs={modules_per_stage: [1, 1, 1], num_blocks: 1}",
+    ]
     assert main(["train", "synth_r18slim_128x96_dark", "--resume", "--quiet", *[a for s in sets for a in ("--set", s)]]) == 2
     err = capsys.readouterr().err
     assert "last.pth (resuming hrnet_w32): does not fit HRNet" in err and err.count("\n") == 1
@@ -324,3 +330,24 @@ def test_dark_never_throws_a_keypoint_away(maps):
     argmax, _ = codec.decode(hm, refine=False)
     xy, _ = codec.decode(hm)
     assert torch.isfinite(xy).all() and (xy - argmax).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("text", ['{"a": [1, 2.5, -0.0, 1e-320]}', '{"a": 1, "a": 2}', "[NaN, Infinity]", "[1e400]",
+                                  "[" + "1" * 400 + "]", '["\\ud800"]', "[18446744073709551617]", '{"images": [',
+                                  "[0.00012345678901234567, 12345678901234567890.5]"])  # fmt: skip
+def test_json_is_read_alike_with_and_without_orjson(tmp_path, monkeypatch, text):
+    """orjson (optional, faster) must give what the standard parser gives, or leave it to it."""
+    import poserenet.files as files
+
+    path = tmp_path / "doc.json"
+    path.write_text(text)
+
+    def read():
+        try:
+            return ("ok", repr(files.read_json(path)))
+        except PoseDataError as e:
+            return ("error", str(e))
+
+    fast = read()
+    monkeypatch.setattr(files, "_orjson", None)
+    assert fast == read()
