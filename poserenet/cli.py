@@ -136,7 +136,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     results = check_results(read_json(args.results, "results file"), gt, meta.num_keypoints, args.results, notes)
     row: dict[str, Any] = {"run": Path(args.results).name}
     if args.metric == "coco":
-        row.update(coco_keypoint_ap(gt, results, meta.sigmas, args.backend))
+        row.update(coco_keypoint_ap(gt, results, meta.sigmas, args.backend, checked=True))
         cols = ["run", "AP", "AP50", "AP75", "APM", "APL", "AR"]
     else:
         people, pred = match_to_ground_truth(gt, results, meta.sigmas)

@@ -110,10 +110,12 @@ def coco_keypoint_ap(
     sigmas: Sequence[float],
     backend: str = "auto",
     notes: list[str] | None = None,
+    checked: bool = False,
 ) -> dict[str, float]:
     """OKS AP/AR of a COCO keypoint results file (or list) against the ground truth: a checked
     document from `annotations.read_coco_file`, or the path of a well-formed COCO file, which
-    pycocotools reads as it is. `notes` collects what was left out (see `check_results`)."""
+    pycocotools reads as it is. `notes` collects what was left out (see `check_results`);
+    `checked`: `results` is what `check_results` returned for this ground truth already."""
     if backend not in BACKENDS:
         raise PoseDataError(f"unknown COCO evaluation backend {backend!r}; choose one of {BACKENDS}")
     source = str(results) if isinstance(results, (str, Path)) else "results"
@@ -122,7 +124,8 @@ def coco_keypoint_ap(
     gt_doc = gt if isinstance(gt, dict) else read_json(gt, "ground-truth file")
     if not gt_doc.get("annotations"):
         raise PoseDataError(f"{gt if not isinstance(gt, dict) else 'the ground truth'}: no annotated people to evaluate against")
-    results = check_results(results, gt_doc, len(sigmas), source, notes if notes is not None else [])
+    if not checked:
+        results = check_results(results, gt_doc, len(sigmas), source, notes if notes is not None else [])
     results = [dict(r) for r in results]  # loadRes adds keys to the dicts it is given
     backend = resolve_backend(backend, gt_doc)
     if backend == "hotcoco" and not _hotcoco_ids(gt_doc):
