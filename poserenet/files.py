@@ -11,6 +11,7 @@ the target stays as it was.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -29,8 +30,9 @@ _DIGITS = bytes(48 if 48 <= i <= 57 else i if i in b".eE" else 32 for i in range
 
 
 def _has_long_integer(data: bytes) -> bool:
-    """An integer part of 20 digits or more: maybe beyond 64 bits (a translate and a find: fast)."""
-    return (b" " + data).translate(_DIGITS).find(b" " + b"0" * 20) >= 0
+    """An integer part of 19 digits or more: maybe beyond 64 bits (orjson reads integers below
+    -2**63 or above 2**64 - 1 as floats). A translate and a find: fast."""
+    return (b" " + data).translate(_DIGITS).find(b" " + b"0" * 19) >= 0
 
 
 def read_json(path: str | Path, what: str = "annotation file") -> Any:
@@ -62,6 +64,14 @@ def is_id(value: Any) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63) or isinstance(value, str)
 
 
+def all_ids(values: list[Any]) -> bool:
+    """`is_id` of every one of `values`, in bulk: all strings, or all 64-bit integers."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return -(2**63) <= min(values) and max(values) < 2**63
+    return kinds <= {str}
+
+
 def finite_numbers(value: Any) -> np.ndarray | None:
     """`value` as a float64 array if it is a flat JSON list of finite numbers (not booleans,
     text, nested lists, NaN, infinity or integers too large for a float), else None. Fast: the
@@ -73,6 +83,24 @@ def finite_numbers(value: Any) -> np.ndarray | None:
     except OverflowError:
         return None
     return arr if np.isfinite(arr).all() else None
+
+
+def finite_rows(values: list[Any], n: int) -> np.ndarray | None:
+    """`values` as a float64 array [len(values), n] if every one of them is a list of `n` finite
+    numbers (as `finite_numbers` reads each), else None. One pass over a whole file's keypoints:
+    the readers take it when a file is clean and check record by record, to name the bad one,
+    when it is not."""
+    if not values:
+        return np.zeros((0, n))
+    if set(map(type, values)) != {list} or set(map(len, values)) != {n}:
+        return None
+    if not set(map(type, itertools.chain.from_iterable(values))) <= {int, float}:
+        return None
+    try:
+        arr = np.fromiter(itertools.chain.from_iterable(values), np.float64, len(values) * n)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return arr.reshape(len(values), n) if np.isfinite(arr).all() else None
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:

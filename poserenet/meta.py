@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
 from .errors import PoseDataError
 
 # Used when a custom keypoint file gives no OKS sigmas: the median of the 17 COCO sigmas.
@@ -220,6 +218,8 @@ def load_meta(spec: str | KeypointMeta) -> KeypointMeta:
         raise PoseDataError(
             f"keypoint set {spec!r} is neither a built-in ({', '.join(BUILTIN_META)}) nor an existing file"
         )
+    import yaml  # here: scoring a results file (`poserenet metrics`) never needs it
+
     try:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

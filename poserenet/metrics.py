@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import PoseDataError
-from .files import finite_numbers, is_id, read_json
+from .files import all_ids, finite_numbers, finite_rows, is_id, read_json
 
 COCO_STATS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 # "auto": hotcoco (Rust, ~80x faster, identical stats) when it is installed and the ids suit it,
@@ -35,9 +35,10 @@ def _installed(module: str) -> bool:
 
 def _hotcoco_ids(gt_doc: dict) -> bool:
     """hotcoco reads non-negative integer ids and image sizes only (pycocotools takes any)."""
-    ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63  # noqa: E731
-    sizes = all(ok(img[s]) for img in gt_doc.get("images", []) for s in ("width", "height") if s in img)
-    return sizes and all(ok(x["id"]) for key in ("images", "annotations", "categories") for x in gt_doc.get(key, []))
+    images = gt_doc.get("images", [])
+    values = [img[s] for img in images for s in ("width", "height") if s in img]
+    values += [x["id"] for key in ("images", "annotations", "categories") for x in gt_doc.get(key, [])]
+    return not values or (set(map(type, values)) == {int} and min(values) >= 0 and max(values) < 2**63)
 
 
 def resolve_backend(backend: str, gt_doc: dict | None = None) -> str:
@@ -56,6 +57,22 @@ def _finite(v: Any) -> bool:
         return False
 
 
+def _all_clean(results: list[Any], image_ids: set, category: Any, num_keypoints: int) -> bool:
+    """Whether every result passes `check_results`' record-by-record checks, found with a few
+    whole-list operations (a clean 10,000-person file in a few hundredths of a second)."""
+    if not all(type(r) is dict and "image_id" in r and "keypoints" in r and "score" in r for r in results):
+        return False
+    images = [r["image_id"] for r in results]
+    if not all_ids(images) or not set(images) <= image_ids:
+        return False
+    cats = [r.get("category_id", category) for r in results]
+    if set(map(type, cats)) != {type(category)} or set(cats) != {category} or not is_id(category):
+        return False
+    if finite_rows([[r["score"] for r in results]], len(results)) is None:
+        return False
+    return finite_rows([r["keypoints"] for r in results], 3 * num_keypoints) is not None
+
+
 def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "results", notes: list[str] | None = None) -> list[dict]:
     """The checks pycocotools leaves to assertions: a non-empty list of results for known images,
     each with 3*K finite keypoint numbers and a finite numeric score. Returns the results of
@@ -68,6 +85,9 @@ def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "res
     image_ids = {img["id"] for img in gt.get("images", []) if isinstance(img, dict) and "id" in img}
     cats = [c["id"] for c in gt.get("categories") or [] if isinstance(c, dict) and "id" in c]
     category = cats[0] if len(cats) == 1 else 1
+    if _all_clean(results, image_ids, category, num_keypoints):
+        return [r if "category_id" in r else {**r, "category_id": category} for r in results]
+    # Something is wrong (or unusual): record by record, to name the first bad one.
     unknown, kept, other = [], [], 0
     for i, r in enumerate(results):
         where = f"{source}: result {i}"
@@ -126,9 +146,10 @@ def coco_keypoint_ap(
         raise PoseDataError(f"{gt if not isinstance(gt, dict) else 'the ground truth'}: no annotated people to evaluate against")
     if not checked:
         results = check_results(results, gt_doc, len(sigmas), source, notes if notes is not None else [])
-    results = [dict(r) for r in results]  # loadRes adds keys to the dicts it is given
-    backend = resolve_backend(backend, gt_doc)
-    if backend == "hotcoco" and not _hotcoco_ids(gt_doc):
+    hotcoco_ids = backend in ("auto", "hotcoco") and _hotcoco_ids(gt_doc)  # once: it visits every id
+    if backend == "auto":
+        backend = "hotcoco" if hotcoco_ids and _installed("hotcoco") else "pycocotools"
+    if backend == "hotcoco" and not hotcoco_ids:
         raise PoseDataError("the hotcoco backend needs non-negative integer ids and image sizes; use --backend pycocotools")
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # hotcoco warns that custom OKS sigmas are not COCO's: we know
@@ -144,6 +165,8 @@ def coco_keypoint_ap(
             from pycocotools.coco import COCO
             from pycocotools.cocoeval import COCOeval
 
+            results = [dict(r) for r in results]  # loadRes adds keys to the dicts it is given
+
             gt = COCO()
             gt.dataset = gt_doc
             gt.createIndex()
@@ -154,6 +177,7 @@ def coco_keypoint_ap(
                 from faster_coco_eval import COCO, COCOeval_faster
             except ImportError:
                 raise PoseDataError("the faster-coco-eval backend needs `pip install faster-coco-eval`") from None
+            results = [dict(r) for r in results]  # as pycocotools, it adds keys to the results
             gt = COCO(gt_doc)
             ev = COCOeval_faster(gt, gt.loadRes(results), "keypoints", kpt_oks_sigmas=list(sigmas), print_function=lambda *a: None)
         ev.evaluate()

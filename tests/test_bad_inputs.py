@@ -333,7 +333,8 @@ def test_dark_never_throws_a_keypoint_away(maps):
 
 
 @pytest.mark.parametrize("text", ['{"a": [1, 2.5, -0.0, 1e-320]}', '{"a": 1, "a": 2}', "[NaN, Infinity]", "[1e400]",
-                                  "[" + "1" * 400 + "]", '["\\ud800"]', "[18446744073709551617]", '{"images": [',
+                                  "[" + "1" * 400 + "]", '["\\ud800"]', "[18446744073709551617]", "[-9223372036854775809]",
+                                  '{"images": [',
                                   "[0.00012345678901234567, 12345678901234567890.5]"])  # fmt: skip
 def test_json_is_read_alike_with_and_without_orjson(tmp_path, monkeypatch, text):
     """orjson (optional, faster) must give what the standard parser gives, or leave it to it."""

@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -284,6 +285,78 @@ def test_ground_truth_files(doc):
 @given(mutated(RESULTS, ()))
 def test_results_files(results):
     check_scoring(GT, results)
+
+
+def outcome(fn, *args):
+    """What a reader returns, or the message it stops with."""
+    try:
+        return fn(*args)
+    except PoseDataError as e:
+        return f"error: {e}"
+
+
+# Values that equal valid ones in Python but are not (True == 1 == 1.0), and near misses.
+TRICKY = [True, False, 1.0, 17.0, 0, -1, 2, 3, "1", 2**63, 10**400, math.nan, [], None]
+
+
+def edited(doc, where: tuple, value):
+    doc = copy.deepcopy(doc)
+    parent = doc
+    for key in where[:-1]:
+        parent = parent[key]
+    if value is KeyError:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    return doc
+
+
+def bulk_agrees_for_ground_truth(doc) -> None:
+    from poserenet import annotations
+
+    fast = outcome(annotations.read_coco_file, TMP / "gt.json", COCO17, copy.deepcopy(doc))
+    with mock.patch.object(annotations, "_annotations_in_bulk", lambda *a: None):
+        slow = outcome(annotations.read_coco_file, TMP / "gt.json", COCO17, copy.deepcopy(doc))
+    assert fast == slow
+
+
+def bulk_agrees_for_results(results) -> None:
+    from poserenet import metrics
+
+    def check(res):
+        notes: list[str] = []
+        return metrics.check_results(res, GT, K, "res.json", notes), notes
+
+    fast = outcome(check, copy.deepcopy(results))
+    with mock.patch.object(metrics, "_all_clean", lambda *a: False):
+        slow = outcome(check, copy.deepcopy(results))
+    assert fast == slow
+
+
+@pytest.mark.parametrize("value", [*TRICKY, KeyError])
+def test_bulk_checks_agree_with_record_by_record_on_every_field(value):
+    """The readers' clean-file fast paths (whole-list checks) accept only what their
+    record-by-record checks accept, and return the same documents: each field of one record
+    set to a value that equals a valid one in Python but is not one, or deleted."""
+    for key in ("id", "image_id", "category_id", "iscrowd", "area", "num_keypoints", "bbox", "keypoints"):
+        bulk_agrees_for_ground_truth(edited(GT, ("annotations", 1, key), value))
+    for where in (("annotations", 2, "keypoints", 5), ("annotations", 2, "bbox", 2)):
+        bulk_agrees_for_ground_truth(edited(GT, where, value))
+    for key in ("image_id", "category_id", "score", "keypoints"):
+        bulk_agrees_for_results(edited(RESULTS, (1, key), value))
+    bulk_agrees_for_results(edited(RESULTS, (2, "keypoints", 4), value))
+
+
+@fuzz_settings(300)
+@given(mutated(GT, ("images", "annotations")))
+def test_bulk_ground_truth_checks_agree_with_record_by_record(doc):
+    bulk_agrees_for_ground_truth(doc)
+
+
+@fuzz_settings(300)
+@given(mutated(RESULTS, ()))
+def test_bulk_results_checks_agree_with_record_by_record(results):
+    bulk_agrees_for_results(results)
 
 
 @fuzz_settings(100)
