@@ -12,6 +12,9 @@ Every run trains on lspet_train with the same recipe and seeds and is scored on 
 - boost: on each trained slim18 backbone, `poserenet boost` (frozen backbone) against the
   backbone trained on at its final learning rate, for an equal wall time.
 
+The backbone runs are also scored with their heatmaps upsampled 2x before decoding (the control
+for the default PoseReNet's finer output: how much of its gain is the resolution it decodes at).
+
 Each run is `poserenet train lspet_simplebaseline_r18_128x96 --set ...` (or `poserenet boost`);
 finished runs in runs/ablation/ are reused and a stopped run resumes from its last epoch, so
 the script can be stopped and restarted. `--core` trains only the backbone and the default
@@ -42,6 +45,7 @@ BASE = [
     "model.name=simplebaseline_r18", "data.input_hw=[128, 96]", "codec.sigma=2.0", "codec.dark=true",
     "train.batch_size=32", "train.lr=2e-3", "eval.boxes=ground_truth", "eval.flip_test=true",
     "data.num_workers=0", "train.threads=1", "train.keep_last=0",
+    "train.amp=none", "train.channels_last=false",  # float32, as every run here was trained before bf16 became the CPU default
 ]  # fmt: skip
 SLIM = ["model.kwargs={base_width: 32, deconv_channels: 64}"]
 BACKBONE = "backbone + DARK"
@@ -230,6 +234,37 @@ def refined_scores(out: Path, args: Args) -> dict:
     return json.loads(path.read_text())
 
 
+def decoded_at_2x(out: Path, args: Args) -> dict:
+    """A backbone run scored with its heatmaps upsampled 2x (linearly, 1x pixel i on 2x pixel 2i,
+    as PoseReNet's `up2`) before the flip test and DARK: what decoding at the default PoseReNet's
+    output resolution gives without the plug-in (cached in the run)."""
+    path = out / "eval_decoded_at_2x.json"
+    if not path.is_file():
+        import torch
+
+        from poserenet.checkpoint import load_weights, read_state_dict
+        from poserenet.config import load_config
+        from poserenet.evaluate import evaluate_model
+        from poserenet.models.plugin import up2
+        from poserenet.pipeline import build_meta, build_model, load_split
+
+        class Upsampled(torch.nn.Module):
+            def __init__(self, model: torch.nn.Module):
+                super().__init__()
+                self.model = model
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return up2(self.model(x))
+
+        cfg = load_config(out / "config.yaml", [f"data.root={args.data}"])
+        meta = build_meta(cfg)
+        model = build_model(cfg, meta)
+        load_weights(model, read_state_dict(out / "last.pth"), source=str(out))
+        metrics = evaluate_model(Upsampled(model).eval(), cfg, meta, load_split(cfg, meta, "val"), progress=False)
+        path.write_text(json.dumps(metrics))
+    return json.loads(path.read_text())
+
+
 PROFILE_RADII = (0.05, 0.1, 0.2, 0.5)
 
 
@@ -294,6 +329,9 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
             for r, o in zip(read, outs):
                 r["profile"] = error_profile(o, args) if (o / "results_val.json").is_file() else None
             row = summarize(label(name), read)
+            if name == BACKBONE and key in SETTINGS:  # the same models, decoded at the plug-in's 2x
+                at_2x = [decoded_at_2x(o, args) for o in outs]
+                row["decoded at 2x"] = {k: mean_std([100 * m[k] for m in at_2x]) for k in ("PCK@0.2", "AP")}
             if name == variant_name(DEFAULT):  # the same models, scored with the refined maps' maxima
                 refined = [refined_scores(o, args) for o in outs]
                 row["refined scores"] = {k: mean_std([100 * m[k] for m in refined]) for k in ("PCK@0.2", "AP")}
@@ -325,12 +363,15 @@ def markdown(summary: dict) -> str:
     lines = []
     for s in summary["settings"].values():
         lines += [f"**{s['label']}**", "",
-                  "| variant | PCK@0.2 | AP | APM | APL | backbone output PCK / AP | train min | params (M) | GFLOPs | PCK per seed |",
+                  "| variant | PCK@0.2 | AP | APM | APL | backbone output PCK / AP (backbone alone: its maps decoded at 2x) | train min | params (M) | GFLOPs | PCK per seed |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
         for r in s["rows"]:
             n = r["n"]
             bb = r.get("backbone output")
             bb = f"{pm(bb['PCK@0.2'], n)} / {pm(bb['AP'], n)}" if bb else ""
+            if "decoded at 2x" in r:
+                d2 = r["decoded at 2x"]
+                bb += f"decoded at 2x: {pm(d2['PCK@0.2'], n)} / {pm(d2['AP'], n)}"
             if "refined scores" in r:
                 rs = r["refined scores"]
                 bb += f" (AP with the refined maps' scores: {pm(rs['AP'], n)})"

@@ -64,15 +64,16 @@ def main() -> None:
             x = np.random.default_rng(0).standard_normal((b, 3, h, w)).astype(np.float32)
             c = np.full((b, 2), 100, np.float32)
             s = np.full((b, 2), 200, np.float32)
-            rates = {}
-            for name, run in runners.items():
+            times: dict[str, list[float]] = {name: [] for name in runners}
+            for run in runners.values():
                 run(x, c, s)  # warm-up
-                times = []
-                for _ in range(args.repeat):
+            # Round-robin, so that a change in the machine's load touches every variant alike.
+            for _ in range(args.repeat):
+                for name, run in runners.items():
                     t = time.perf_counter()
                     run(x, c, s)
-                    times.append(time.perf_counter() - t)
-                rates[name] = b / statistics.median(times)
+                    times[name].append(time.perf_counter() - t)
+            rates = {name: b / statistics.median(ts) for name, ts in times.items()}
             base = rates["eager"]
             print(f"batch {b}: " + ", ".join(f"{n} {r:.1f} img/s ({r / base:.2f}x)" for n, r in rates.items()))
 

@@ -27,12 +27,14 @@ except ImportError:  # optional: the standard parser gives the same documents
     _orjson = None
 # Every digit to "0", "." and "e"/"E" kept, the rest to " ": an integer part is " 000...".
 _DIGITS = bytes(48 if 48 <= i <= 57 else i if i in b".eE" else 32 for i in range(256))
+_LONG = b"0" * 19
 
 
 def _has_long_integer(data: bytes) -> bool:
     """An integer part of 19 digits or more: maybe beyond 64 bits (orjson reads integers below
     -2**63 or above 2**64 - 1 as floats). A translate and a find: fast."""
-    return (b" " + data).translate(_DIGITS).find(b" " + b"0" * 19) >= 0
+    digits = data.translate(_DIGITS)
+    return digits.startswith(_LONG) or digits.find(b" " + _LONG) >= 0
 
 
 def read_json(path: str | Path, what: str = "annotation file") -> Any:
