@@ -87,15 +87,25 @@ def decode_outputs(
         if mirrored:
             outputs[name] = flip_average(maps, mirrored[name], flip_index, codec_for(codec, maps))
     core = getattr(model, "module", model)
-    scores_from = "backbone" if isinstance(core, PoseReNet) and core.cfg.scores == "backbone" else "final"
+    plugin = core.cfg if isinstance(core, PoseReNet) else None
+    scores_from = "backbone" if plugin is not None and plugin.scores == "backbone" else "final"
+    bounded = plugin is not None and plugin.max_move > 0
     decoded = {}
     for name, maps in outputs.items():
-        if name == "final" or not only_final:
+        if name == "final" or not only_final or (name == "backbone" and bounded):
             xy, scores = codec_for(codec, maps).decode(maps.float())
             decoded[name] = (xy, scores, (int(maps.shape[-2]), int(maps.shape[-1])))
+    xy, scores, hw = decoded["final"]
+    if bounded:  # the backbone's keypoint where the refined one moved too far from it
+        base_xy, _, base_hw = decoded["backbone"]
+        factor = hw[0] // base_hw[0]  # 1x pixel i is pixel factor * i of the output
+        far = ((xy / factor - base_xy) ** 2).sum(-1, keepdim=True) > plugin.max_move**2
+        xy = torch.where(far, base_xy * factor, xy)
     if scores_from != "final":
-        xy, _, hw = decoded["final"]
-        decoded["final"] = (xy, outputs[scores_from].float().flatten(2).amax(-1), hw)
+        scores = outputs[scores_from].float().flatten(2).amax(-1)
+    decoded["final"] = (xy, scores, hw)
+    if only_final:
+        decoded = {"final": decoded["final"]}
     return decoded
 
 

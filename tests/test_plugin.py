@@ -185,3 +185,36 @@ def test_hourglass_stacks_pass_through_the_plugin():
     assert out["heatmaps"].shape == out["lifted"].shape == (2, 16, 64, 64)
     m.eval()
     assert m(torch.randn(1, 3, 128, 128)).shape == (1, 16, 64, 64)
+
+
+class MovingRefiner(PoseReNet):
+    """A PoseReNet whose refined maps are the backbone's at 2x with keypoint 0 moved 5 heatmap
+    pixels and keypoint 1 moved 1 pixel (x): a relocation and a refinement."""
+
+    def refine_heatmaps(self, f_in):
+        out = up2(f_in).clone()
+        out[:, 0] = out[:, 0].roll(10, dims=-1)
+        out[:, 1] = out[:, 1].roll(2, dims=-1)
+        return {"heatmaps": out, "backbone": f_in}
+
+
+@pytest.mark.parametrize("max_move", [0.0, 2.0])
+def test_refined_keypoints_stay_near_the_backbones(max_move):
+    """`max_move`: a refined keypoint more than that many backbone heatmap pixels from the
+    backbone's own is replaced by the backbone's (at the output's resolution); nearer ones stay."""
+    from poserenet.evaluate import decode_outputs
+
+    codec = HeatmapCodec((128, 96), (32, 24), sigma=2.0, dark=True)
+    maps, truth = peak_inputs(codec, k=3)
+    model = MovingRefiner(PeakNet(), 3).eval()
+    model.cfg.max_move = max_move
+    with torch.no_grad():
+        out = decode_outputs(model, maps, codec)
+    xy, base = out["final"][0].numpy() / 2, out["backbone"][0].numpy()
+    assert np.abs(base - truth).max() < 0.05
+    moved = xy - base
+    assert np.abs(moved[:, 1] - [1, 0]).max() < 0.05 and np.abs(moved[:, 2]).max() < 0.05
+    if max_move == 0:  # relocated (DARK's step near a border may shorten the 5 px a little)
+        assert (moved[:, 0, 0] > 4).all()
+    else:
+        assert np.abs(moved[:, 0]).max() < 1e-6

@@ -72,6 +72,11 @@ class PoseReNetConfig:
     # heatmaps ("backbone") or of the refined ones ("refined"); positions always come from the
     # refined heatmaps.
     scores: str = "backbone"
+    # A refinement, not a relocation: where the refined keypoint lies more than this many
+    # backbone heatmap pixels from the backbone's own, the backbone's is kept (about the targets'
+    # sigma; 0: off). The refined maps sharpen nearly-right joints, but (1 + f2) can also lift a
+    # second peak (the other wrist, a crossing limb) above the right one (docs/ablation.md).
+    max_move: float = 2.0
 
 
 def up2(x: torch.Tensor) -> torch.Tensor:
