@@ -45,6 +45,13 @@ from .pipeline import build_dataset, build_meta, build_model, check_output_size,
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def channels_last_for(t: Any, device: torch.device) -> bool:
+    """`train.channels_last` with "auto" resolved: on when training on a CPU (oneDNN's convolutions
+    are about 1.1x faster in it, float32 all the same: benchmarks/train_step_precision.py), off on
+    GPUs, where it pays with mixed precision."""
+    return device.type == "cpu" if t.channels_last == "auto" else bool(t.channels_last)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -145,6 +152,7 @@ class Trainer:
         self.cfg = cfg
         t = cfg.train
         self.ctx = D.setup(t.device)
+        self.channels_last = channels_last_for(t, self.ctx.device)
         if t.amp == "fp16" and self.ctx.device.type != "cuda":
             raise ConfigError("train.amp=fp16 needs a GPU; on CPUs use bf16")
         if t.sync_bn and self.ctx.device.type != "cuda":
@@ -166,7 +174,7 @@ class Trainer:
         check_output_size(model, cfg)
         if t.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        if t.channels_last:
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.ddp = (
@@ -293,7 +301,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
             images = batch["image"].to(self.device, non_blocking=True)
-            if t.channels_last:
+            if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             last_of_group = (i + 1) % t.accumulate == 0 or i + 1 == n_batches
             sync = contextlib.nullcontext() if last_of_group or not self.ctx.enabled else self.ddp.no_sync()
@@ -341,7 +349,8 @@ class Trainer:
         self.log(f"data: {len(self.train_ds)} train people ({self.train_data.ann_file}), "
                  f"{len(self.val_data.instances)} val people ({self.val_data.ann_file})")  # fmt: skip
         self.log(f"model: {cfg.model.name} {cfg.model.kwargs or ''}{' + PoseReNet' if cfg.model.poserenet.enabled else ''} "
-                 f"{n_params / 1e6:.2f}M params ({n_train / 1e6:.3f}M trained), input {cfg.data.input_hw[0]}x{cfg.data.input_hw[1]}, {where}")  # fmt: skip
+                 f"{n_params / 1e6:.2f}M params ({n_train / 1e6:.3f}M trained), input {cfg.data.input_hw[0]}x{cfg.data.input_hw[1]}, {where}, "
+                 f"{'float32' if t.amp == 'none' else t.amp + ' autocast'}{', channels_last' if self.channels_last else ''}")  # fmt: skip
         if on_start is not None:
             on_start(self.model, {"meta": self.meta, "val_data": self.val_data, "train_data": self.train_data, "device": self.device})
         rows = self._read_log() if self.ctx.is_main else []

@@ -103,10 +103,21 @@ def test_logs_checkpoints_and_precision_options(tiny_synth, tmp_path):
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows) and "val_AP" in rows[1] and "val_AP" not in rows[0]
 
 
+def test_channels_last_by_default_on_cpus_only():
+    """train.channels_last "auto": on for CPU training, off on GPUs; explicit settings kept."""
+    from poserenet.config import TrainConfig
+    from poserenet.train import channels_last_for
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert channels_last_for(TrainConfig(), cpu) and not channels_last_for(TrainConfig(), gpu)
+    assert not channels_last_for(TrainConfig(channels_last=False), cpu) and channels_last_for(TrainConfig(channels_last=True), gpu)
+
+
 @pytest.mark.parametrize("option, message", [
     ("train.amp=fp16", "fp16 needs a GPU; on CPUs use bf16"),
     ("train.sync_bn=true", "SyncBatchNorm has no CPU implementation"),
     ("train.amp=int8", "train.amp must be one of none, bf16, fp16, got 'int8'"),
+    ("train.channels_last=yes please", "train.channels_last must be true, false or auto"),
     ("train.best_metric=APX", "train.best_metric must be a validation metric (AP, AP50"),
 ])  # fmt: skip
 def test_option_errors(tiny_synth, tmp_path, option, message, capsys):
