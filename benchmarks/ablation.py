@@ -221,17 +221,28 @@ def read_run(out: Path, skip_epochs: int = 0) -> dict:
     return {"metrics": m, "train_seconds": seconds, "curve": curve}
 
 
-def refined_scores(out: Path, args: Args) -> dict:
-    """A PoseReNet run evaluated with `model.poserenet.scores=refined` (cached in the run)."""
-    path = out / "eval_refined_scores.json"
+def evaluated_with(out: Path, args: Args, name: str, overrides: list[str]) -> dict:
+    """A finished run evaluated again with other settings (cached in the run as eval_NAME.json)."""
+    path = out / f"eval_{name}.json"
     if not path.is_file():
-        cmd = ["eval", str(out / "config.yaml"), str(out / "last.pth"), "--json", str(path), "--out", str(out / "eval_refined"),
-               "--quiet", *sets(["model.poserenet.scores=refined", f"data.root={args.data}"])]  # fmt: skip
+        cmd = ["eval", str(out / "config.yaml"), str(out / "last.pth"), "--json", str(path), "--out", str(out / f"eval_{name}"),
+               "--quiet", *sets([*overrides, f"data.root={args.data}"])]  # fmt: skip
         r = subprocess.run([sys.executable, "-m", "poserenet", *cmd], capture_output=True, text=True, cwd=REPO,
                            env={**os.environ, "OMP_NUM_THREADS": "2"})  # fmt: skip
         if r.returncode != 0:
             raise RuntimeError(f"{out}: {r.stderr[-2000:]}")
     return json.loads(path.read_text())
+
+
+def refined_scores(out: Path, args: Args) -> dict:
+    """A PoseReNet run evaluated with `model.poserenet.scores=refined`."""
+    return evaluated_with(out, args, "refined_scores", ["model.poserenet.scores=refined"])
+
+
+def unbounded(out: Path, args: Args) -> dict:
+    """A PoseReNet run evaluated with `model.poserenet.max_move=0`: refined keypoints may move
+    any distance from the backbone's."""
+    return evaluated_with(out, args, "unbounded", ["model.poserenet.max_move=0"])
 
 
 def decoded_at_2x(out: Path, args: Args) -> dict:
@@ -335,6 +346,8 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
             if name == variant_name(DEFAULT):  # the same models, scored with the refined maps' maxima
                 refined = [refined_scores(o, args) for o in outs]
                 row["refined scores"] = {k: mean_std([100 * m[k] for m in refined]) for k in ("PCK@0.2", "AP")}
+                free = [unbounded(o, args) for o in outs]
+                row["unbounded"] = {k: mean_std([100 * m[k] for m in free]) for k in ("PCK@0.2", "AP")}
             cfg = load_config(outs[0] / "config.yaml")
             cost = measure(
                 create_model(cfg.model.name, 14, poserenet=cfg.model.poserenet, **cfg.model.kwargs), tuple(cfg.data.input_hw)
@@ -373,8 +386,8 @@ def markdown(summary: dict) -> str:
                 d2 = r["decoded at 2x"]
                 bb += f"decoded at 2x: {pm(d2['PCK@0.2'], n)} / {pm(d2['AP'], n)}"
             if "refined scores" in r:
-                rs = r["refined scores"]
-                bb += f" (AP with the refined maps' scores: {pm(rs['AP'], n)})"
+                rs, ub = r["refined scores"], r["unbounded"]
+                bb += f" (AP with the refined maps' scores: {pm(rs['AP'], n)}; with max_move 0: {pm(ub['PCK@0.2'], n)} / {pm(ub['AP'], n)})"
             lines.append(f"| {r['variant']} | {pm(r['PCK@0.2'], n)} | {pm(r['AP'], n)} | {pm(r['APM'], n)} | {pm(r['APL'], n)} | {bb} "
                          f"| {r['train minutes']:.1f} | {r['params']:.3f} | {r['gflops']:.3f} | {', '.join(f'{v:.1f}' for v in r['PCK per seed'])} |")  # fmt: skip
         lines.append("")
