@@ -126,10 +126,11 @@ def _keypoint_category(doc: dict, path: Path, meta: KeypointMeta) -> Any:
     raise PoseDataError(f"{path}: {len(cats)} categories and none lists its 'keypoints': which one holds the people?")
 
 
-def _annotations_in_bulk(anns: list[Any], images: dict[Any, dict], category_id: Any, k: int) -> tuple[list[dict], int] | None:
-    """`_check_annotations` of a clean file, its checks done on whole lists at once (a
-    10,000-person file in a few hundredths of a second); None when any record might fail one
-    of them, or needs filtering: `_check_annotations` then goes record by record."""
+def _annotations_in_bulk(anns: list[Any], images: dict[Any, dict], category_id: Any, k: int) -> list[dict] | None:
+    """`_check_annotations` of a clean file (nothing refused, nothing left out), its checks done
+    on whole lists at once (a 10,000-person file in a few hundredths of a second); None when any
+    record might fail one of them or belongs to another category: `_check_annotations` then goes
+    record by record."""
     if not all(type(a) is dict for a in anns):
         return None
     ids = [a.get("id") for a in anns]
@@ -158,7 +159,7 @@ def _annotations_in_bulk(anns: list[Any], images: dict[Any, dict], category_id: 
     return [
         dict(a, category_id=c, iscrowd=crowd, area=a.get("area", float(box[2] * box[3])), num_keypoints=n)
         for a, c, crowd, box, n in zip(anns, cats, crowds, boxes, labelled)
-    ], 0
+    ]
 
 
 def _check_annotations(path: Path, anns: list[Any], images: dict[Any, dict], category_id: Any, meta: KeypointMeta) -> tuple[list[dict], int]:
@@ -236,7 +237,9 @@ def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tup
         images[img["id"]] = img
 
     anns = doc["annotations"]
-    annotations, other = _annotations_in_bulk(anns, images, category_id, k) or _check_annotations(path, anns, images, category_id, meta)
+    annotations, other = _annotations_in_bulk(anns, images, category_id, k), 0
+    if annotations is None:
+        annotations, other = _check_annotations(path, anns, images, category_id, meta)
     cid = category_id if category_id is not None else 1
     categories = [c for c in doc.get("categories") or [] if c["id"] == cid] or [{"id": cid, "name": "person", "keypoints": list(meta.keypoints)}]
     return {**doc, "annotations": annotations, "categories": categories}, cid, other

@@ -78,18 +78,16 @@ def finite_numbers(value: Any) -> np.ndarray | None:
     """`value` as a float64 array if it is a flat JSON list of finite numbers (not booleans,
     text, nested lists, NaN, infinity or integers too large for a float), else None. Fast: the
     readers check every keypoint of every person with it."""
-    if not isinstance(value, list) or not set(map(type, value)) <= {int, float}:
+    if not isinstance(value, list):
         return None
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except OverflowError:
-        return None
-    return arr if np.isfinite(arr).all() else None
+    rows = finite_rows([value], len(value))
+    return None if rows is None else rows[0]
 
 
 def finite_rows(values: list[Any], n: int) -> np.ndarray | None:
     """`values` as a float64 array [len(values), n] if every one of them is a list of `n` finite
-    numbers (as `finite_numbers` reads each), else None. One pass over a whole file's keypoints:
+    numbers (not booleans, text, nested lists, NaN, infinity or integers too large for a float),
+    else None. One pass over a whole file's keypoints:
     the readers take it when a file is clean and check record by record, to name the bad one,
     when it is not."""
     if not values:
