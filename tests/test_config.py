@@ -31,6 +31,9 @@ def test_overrides_and_types(tmp_path):
         ("train: [1]\n", None, r"train: expected a mapping"),
         ("", "train.epochs", r"expected key=value"),
         ("", "codec.dark=maybe", r"codec.dark: expected true or false"),
+        ("", "model.poserenet.max_move=-1", r"exp.yaml: model.poserenet.max_move must be a finite number >= 0, got -1.0"),
+        ("", "model.poserenet.max_move=.nan", r"model.poserenet.max_move must be a finite number >= 0"),
+        ("", "train.channels_last=sometimes", r"exp.yaml: train.channels_last must be true, false or auto, got 'sometimes'"),
     ],
 )
 def test_bad_configs_name_the_file_and_key(tmp_path, text, override, message):
