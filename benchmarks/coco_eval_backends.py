@@ -1,6 +1,6 @@
 """Time OKS AP scoring with every backend, and `poserenet metrics` as a whole process, in one run.
 
-    python benchmarks/coco_eval_backends.py [--images 5000] [--repeat 3]
+    python benchmarks/coco_eval_backends.py [--images 5000] [--repeat 5]
 
 The ground truth is generated (COCO-17 people, two per image on average, some crowd regions);
 results are the ground truth with noise, misses, duplicates and false positives. Every backend
@@ -114,7 +114,7 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=5000)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
     gt, results = make_set(2 * args.images)
     installed = {b: m for b, m in MODULES.items() if importlib.util.find_spec(m) is not None}

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PoseDataError
-from .files import all_ids, finite_numbers, finite_rows, is_id, read_json
+from .files import all_ids, finite_numbers, finite_rows, gc_paused, is_id, read_json
 from .meta import KeypointMeta
 from .metrics import head_size as head_size_of
 
@@ -213,6 +213,7 @@ def _check_annotations(path: Path, anns: list[Any], images: dict[Any, dict], cat
     return annotations, other
 
 
+@gc_paused()
 def read_coco_file(path: str | Path, meta: KeypointMeta, doc: Any = None) -> tuple[dict, Any, int]:
     """The checked file (or the already parsed `doc` of it), normalised for pycocotools, the id
     of its keypoint category, and how many annotations of other categories it dropped (the

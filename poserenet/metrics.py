@@ -1,5 +1,5 @@
-"""Metrics: COCO OKS AP/AR through pycocotools itself (or faster-coco-eval, which gives the same
-numbers faster), PCK and MPII's PCKh.
+"""Metrics: COCO OKS AP/AR through pycocotools itself (or hotcoco and faster-coco-eval, which
+give the same numbers faster), PCK and MPII's PCKh.
 
 `coco_keypoint_ap` runs `COCOeval` exactly as one would by hand (all ground-truth images, the
 keypoint set's OKS sigmas), so its numbers are pycocotools' numbers. Results are checked first,
@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import math
 import warnings
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .errors import PoseDataError
-from .files import all_ids, finite_numbers, finite_rows, is_id, read_json
+from .files import all_ids, clean_rows, finite_numbers, gc_paused, is_id, read_json
 
 COCO_STATS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 # "auto": hotcoco (Rust, ~80x faster, identical stats) when it is installed and the ids suit it,
@@ -36,8 +39,12 @@ def _installed(module: str) -> bool:
 def _hotcoco_ids(gt_doc: dict) -> bool:
     """hotcoco reads non-negative integer ids and image sizes only (pycocotools takes any)."""
     images = gt_doc.get("images", [])
-    values = [img[s] for img in images for s in ("width", "height") if s in img]
-    values += [x["id"] for key in ("images", "annotations", "categories") for x in gt_doc.get(key, [])]
+    try:  # every image has its size, as COCO's do
+        values = list(itertools.chain.from_iterable(map(itemgetter("width", "height"), images)))
+    except KeyError:
+        values = [img[s] for img in images for s in ("width", "height") if s in img]
+    for key in ("images", "annotations", "categories"):
+        values += map(itemgetter("id"), gt_doc.get(key, []))
     return not values or (set(map(type, values)) == {int} and min(values) >= 0 and max(values) < 2**63)
 
 
@@ -60,19 +67,21 @@ def _finite(v: Any) -> bool:
 def _all_clean(results: list[Any], image_ids: set, category: Any, num_keypoints: int) -> bool:
     """Whether every result passes `check_results`' record-by-record checks, found with a few
     whole-list operations (a clean 10,000-person file in a few hundredths of a second)."""
-    if not all(type(r) is dict and "image_id" in r and "keypoints" in r and "score" in r for r in results):
+    if set(map(type, results)) != {dict}:
         return False
-    images = [r["image_id"] for r in results]
+    try:
+        images, keypoints, scores = (list(map(itemgetter(key), results)) for key in ("image_id", "keypoints", "score"))
+    except KeyError:
+        return False
     if not all_ids(images) or not set(images) <= image_ids:
         return False
-    cats = [r.get("category_id", category) for r in results]
+    cats = list(map(dict.get, results, repeat("category_id"), repeat(category)))
     if set(map(type, cats)) != {type(category)} or set(cats) != {category} or not is_id(category):
         return False
-    if finite_rows([[r["score"] for r in results]], len(results)) is None:
-        return False
-    return finite_rows([r["keypoints"] for r in results], 3 * num_keypoints) is not None
+    return clean_rows([scores], len(scores)) and clean_rows(keypoints, 3 * num_keypoints)
 
 
+@gc_paused()
 def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "results", notes: list[str] | None = None) -> list[dict]:
     """The checks pycocotools leaves to assertions: a non-empty list of results for known images,
     each with 3*K finite keypoint numbers and a finite numeric score. Returns the results of
@@ -86,6 +95,8 @@ def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "res
     cats = [c["id"] for c in gt.get("categories") or [] if isinstance(c, dict) and "id" in c]
     category = cats[0] if len(cats) == 1 else 1
     if _all_clean(results, image_ids, category, num_keypoints):
+        if all(map(dict.__contains__, results, repeat("category_id"))):
+            return list(results)
         return [r if "category_id" in r else {**r, "category_id": category} for r in results]
     # Something is wrong (or unusual): record by record, to name the first bad one.
     unknown, kept, other = [], [], 0
@@ -124,6 +135,7 @@ def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "res
     return kept
 
 
+@gc_paused()
 def coco_keypoint_ap(
     gt: str | Path | dict,
     results: str | Path | list[dict],

@@ -115,3 +115,28 @@ def test_torso_size_uses_the_first_labelled_diagonal():
     kp[0, [rs, lh, ls, rh], 2] = 2
     kp[1, [ls, rh], 2] = 2
     np.testing.assert_allclose(torso_size(kp, LSP14.torso), [5.0, 10.0, np.nan])
+
+
+def test_scoring_leaves_the_cycle_collector_as_it_found_it():
+    """Reading, checking and scoring pause Python's cycle collector (speed); it is on again
+    after a result and after an error, and stays off for a caller who had turned it off."""
+    import gc
+
+    kp = [v for i in range(17) for v in (10.0 + i, 20.0 + i, 2)]
+    gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 50, 60], "area": 3000.0,
+                           "keypoints": kp, "num_keypoints": 17}],
+          "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17.keypoints)}]}  # fmt: skip
+    res = [{"image_id": 1, "category_id": 1, "keypoints": [float(v) for v in kp], "score": 0.9}]
+    assert gc.isenabled()
+    assert coco_keypoint_ap(gt, res, COCO17.sigmas)["AP"] == pytest.approx(1.0)
+    assert gc.isenabled()
+    with pytest.raises(PoseDataError, match="finite numbers"):
+        coco_keypoint_ap(gt, [{**res[0], "score": float("nan")}], COCO17.sigmas)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        coco_keypoint_ap(gt, res, COCO17.sigmas)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

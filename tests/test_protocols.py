@@ -57,6 +57,20 @@ def test_backends_agree_with_custom_sigmas_on_lspet(tmp_path):
         assert all(abs(a[k] - b[k]) <= 1e-9 for k in COCO_STATS), backend
 
 
+def test_results_as_numpy_floats_or_integers_score_as_floats():
+    """In-memory results written with numpy float64 (a float) or whole numbers (ints) take the
+    slower checks or the one-pass one; both score exactly as the same results in floats."""
+    gt = shared("mmpose_fixtures", "coco", "test_coco.json")
+    doc = json.loads(gt.read_text())
+    res = hard_results(gt, 5)
+    as_numpy = [{**r, "keypoints": [np.float64(v) for v in r["keypoints"]], "score": np.float64(r["score"])} for r in res]
+    rounded = [{**r, "keypoints": [round(v) for v in r["keypoints"]]} for r in res]
+    as_ints = [{**r, "keypoints": [int(v) for v in r["keypoints"]]} for r in rounded]
+    for backend in available_backends():
+        assert coco_keypoint_ap(doc, as_numpy, COCO17.sigmas, backend) == coco_keypoint_ap(doc, res, COCO17.sigmas, backend)
+        assert coco_keypoint_ap(doc, as_ints, COCO17.sigmas, backend) == coco_keypoint_ap(doc, rounded, COCO17.sigmas, backend)
+
+
 GT_KP = [v for i in range(17) for v in (10.0 + 3 * i, 10.0 + 5 * i, 2)]
 
 
