@@ -51,7 +51,7 @@ def read_checkpoint_file(path: str | Path) -> Any:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:  # RuntimeError: "encrypted"
         raise PoseDataError(f"{path}: cannot read checkpoint: a damaged archive ({e})") from None
     if bad is not None:
         raise PoseDataError(f"{path}: the checkpoint is damaged: {bad} fails its CRC check")

@@ -111,6 +111,19 @@ def test_files_that_are_not_checkpoints(tmp_path):
         read_state_dict(tmp_path / "evil.pth")
 
 
+def test_a_checkpoint_marked_encrypted_is_a_damaged_archive(tmp_path):
+    """One flipped bit in a zip entry's flags says "encrypted" (found by benchmarks/fuzz_long.py):
+    zipfile raises RuntimeError for it, which must become our one-line error."""
+    path = tmp_path / "flag.pth"
+    torch.save({"w": torch.zeros(2)}, path)
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02")  # the first central directory entry; its flags at +8
+    data[central + 8] |= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(PoseDataError, match="flag.pth: cannot read checkpoint: a damaged archive"):
+        read_state_dict(path)
+
+
 class Exploit:
     def __reduce__(self):
         return (print, ("code ran",))
