@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import math
 import warnings
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,7 +39,7 @@ def _hotcoco_ids(gt_doc: dict) -> bool:
     """hotcoco reads non-negative integer ids and image sizes only (pycocotools takes any)."""
     images = gt_doc.get("images", [])
     try:  # every image has its size, as COCO's do
-        values = list(itertools.chain.from_iterable(map(itemgetter("width", "height"), images)))
+        values = list(chain.from_iterable(map(itemgetter("width", "height"), images)))
     except KeyError:
         values = [img[s] for img in images for s in ("width", "height") if s in img]
     for key in ("images", "annotations", "categories"):
