@@ -102,6 +102,10 @@ def finite_numbers(value: Any) -> np.ndarray | None:
     return None if rows is None else rows[0]
 
 
+def _lists_of(values: list[Any], n: int) -> bool:
+    return set(map(type, values)) == {list} and set(map(len, values)) == {n}
+
+
 def finite_rows(values: list[Any], n: int) -> np.ndarray | None:
     """`values` as a float64 array [len(values), n] if every one of them is a list of `n` finite
     numbers (ints and floats, numpy's float64 among them; not booleans, text, nested lists, NaN,
@@ -110,7 +114,7 @@ def finite_rows(values: list[Any], n: int) -> np.ndarray | None:
     when it is not."""
     if not values:
         return np.zeros((0, n))
-    if set(map(type, values)) != {list} or set(map(len, values)) != {n}:
+    if not _lists_of(values, n):
         return None
     if not all(t is int or issubclass(t, float) for t in set(map(type, itertools.chain.from_iterable(values)))):
         return None  # a bool is an int to Python, but not a number here
@@ -128,7 +132,7 @@ def clean_rows(values: list[Any], n: int) -> bool:
     goes to `finite_rows`, which decides)."""
     if not values:
         return True
-    if set(map(type, values)) != {list} or set(map(len, values)) != {n}:
+    if not _lists_of(values, n):
         return False
     try:
         if math.isfinite(sum(map(float.conjugate, itertools.chain.from_iterable(values)), 0.0)):

@@ -13,7 +13,7 @@ import contextlib
 import io
 import math
 import warnings
-from itertools import chain, repeat
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,12 +38,8 @@ def _installed(module: str) -> bool:
 def _hotcoco_ids(gt_doc: dict) -> bool:
     """hotcoco reads non-negative integer ids and image sizes only (pycocotools takes any)."""
     images = gt_doc.get("images", [])
-    try:  # every image has its size, as COCO's do
-        values = list(chain.from_iterable(map(itemgetter("width", "height"), images)))
-    except KeyError:
-        values = [img[s] for img in images for s in ("width", "height") if s in img]
-    for key in ("images", "annotations", "categories"):
-        values += map(itemgetter("id"), gt_doc.get(key, []))
+    values = [img[s] for img in images for s in ("width", "height") if s in img]
+    values += [x["id"] for key in ("images", "annotations", "categories") for x in gt_doc.get(key, [])]
     return not values or (set(map(type, values)) == {int} and min(values) >= 0 and max(values) < 2**63)
 
 
@@ -94,8 +90,6 @@ def check_results(results: Any, gt: dict, num_keypoints: int, source: str = "res
     cats = [c["id"] for c in gt.get("categories") or [] if isinstance(c, dict) and "id" in c]
     category = cats[0] if len(cats) == 1 else 1
     if _all_clean(results, image_ids, category, num_keypoints):
-        if all(map(dict.__contains__, results, repeat("category_id"))):
-            return list(results)
         return [r if "category_id" in r else {**r, "category_id": category} for r in results]
     # Something is wrong (or unusual): record by record, to name the first bad one.
     unknown, kept, other = [], [], 0
