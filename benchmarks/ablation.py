@@ -8,7 +8,8 @@ Every run trains on lspet_train with the same recipe and seeds and is scored on 
 - slim6 / slim18: the demo's slim SimpleBaseline-R18 (half-width trunk, 64-channel
   deconvolutions) for 6 and 18 epochs: the backbone + DARK, and + PoseReNet with each
   aggregation (the default among them);
-- full6: the full SimpleBaseline-R18 for 6 epochs: the backbone + DARK and + PoseReNet (default);
+- full6: the full SimpleBaseline-R18 for 6 epochs: the backbone + DARK, + PoseReNet (default),
+  and the default with the backbone detached from the plug-in's loss;
 - boost: on each trained slim18 backbone, `poserenet boost` (frozen backbone) against the
   backbone trained on at its final learning rate, for an equal wall time.
 
@@ -18,8 +19,9 @@ for the default PoseReNet's finer output: how much of its gain is the resolution
 Each run is `poserenet train lspet_simplebaseline_r18_128x96 --set ...` (or `poserenet boost`);
 finished runs in runs/ablation/ are reused and a stopped run resumes from its last epoch, so
 the script can be stopped and restarted. `--core` trains only the backbone and the default
-PoseReNet; `--report-only` trains nothing and reports every run that has finished. It writes
-docs/ablation_table.md, docs/ablation.png and benchmarks/results/ablation_summary.json.
+PoseReNet, `--only TEXT` the variants whose name contains TEXT; `--report-only` trains nothing
+and reports every run that has finished. It writes docs/ablation_table.md, docs/ablation.png
+and benchmarks/results/ablation_summary.json.
 """
 
 from __future__ import annotations
@@ -59,11 +61,13 @@ def variant_name(aggregation: str) -> str:
     return f"+ PoseReNet {aggregation}"
 
 
-# The paper's other silent points, each against the default (slim6 only): how wide the 2x
-# targets are, and whether the plug-in's loss reaches into the backbone.
+# The paper's other silent points, each against the default: how wide the 2x targets are, and
+# whether the plug-in's loss reaches into the backbone.
+WIDE_2X = f"+ PoseReNet {DEFAULT}, 2x targets as wide as the 1x ones"
+DETACHED = f"+ PoseReNet {DEFAULT}, backbone detached"
 CHOICES = {
-    f"+ PoseReNet {DEFAULT}, 2x targets as wide as the 1x ones": [*plugin(DEFAULT), "codec.sigma_2x=4.0"],
-    f"+ PoseReNet {DEFAULT}, backbone detached": [*plugin(DEFAULT), "model.poserenet.detach=true"],
+    WIDE_2X: [*plugin(DEFAULT), "codec.sigma_2x=4.0"],
+    DETACHED: [*plugin(DEFAULT), "model.poserenet.detach=true"],
 }
 
 
@@ -79,7 +83,7 @@ class Setting:
     epochs: int
     aggregations: tuple[str, ...]
     val_every: int = 0  # 0: only after the last epoch
-    choices: bool = False  # also the silent-point variants of CHOICES
+    choices: tuple[str, ...] = ()  # also these silent-point variants of CHOICES
     # The other aggregations on the first seed only (the backbone and the default on every seed):
     # the 18-epoch runs cost three times as much.
     others_one_seed: bool = False
@@ -89,7 +93,7 @@ class Setting:
         return seeds if full else seeds[:1]
 
     def variants(self) -> dict[str, list[str]]:
-        return {BACKBONE: [], **{variant_name(a): plugin(a) for a in self.aggregations}, **(CHOICES if self.choices else {})}
+        return {BACKBONE: [], **{variant_name(a): plugin(a) for a in self.aggregations}, **{c: CHOICES[c] for c in self.choices}}
 
     def overrides(self) -> list[str]:
         drop = round(self.epochs * 5 / 6)  # lr x0.1 for the last sixth, as the LSPET recipe (5 of 6)
@@ -98,10 +102,11 @@ class Setting:
 
 
 SETTINGS = {
-    "slim6": Setting("slim R18, 6 epochs", SLIM, 6, AGGREGATIONS, choices=True),
+    "slim6": Setting("slim R18, 6 epochs", SLIM, 6, AGGREGATIONS, choices=(WIDE_2X, DETACHED)),
     "slim18": Setting("slim R18, 18 epochs", SLIM, 18, AGGREGATIONS, val_every=3, others_one_seed=True),
     # channels_last (the CPU default since these runs began; 1.09x here) for a model 4x as slow to train as the slim one
-    "full6": Setting("full R18, 6 epochs", ["train.channels_last=true"], 6, (DEFAULT,)),
+    # Detached: does the backbone inside the PoseReNet model still fall behind (seed 1) without the plug-in's loss?
+    "full6": Setting("full R18, 6 epochs", ["train.channels_last=true"], 6, (DEFAULT,), choices=(DETACHED,)),
 }
 
 
@@ -117,6 +122,7 @@ class Args:
     settings: list[str] = field(default_factory=list)
     core: bool = False
     report_only: bool = False
+    only: list[str] = field(default_factory=list)
 
 
 def slug(name: str) -> str:
@@ -155,6 +161,8 @@ def run_setting(key: str, args: Args) -> dict[str, list[Path]]:
     variants = s.variants()
     if args.core:  # the acceptance pair only
         variants = {n: o for n, o in variants.items() if n in (BACKBONE, variant_name(DEFAULT))}
+    if args.only:  # e.g. a second process for one variant while another trains the rest
+        variants = {n: o for n, o in variants.items() if any(w in n for w in args.only)}
     # Seed by seed, so that a stopped session leaves whole pairs to compare.
     jobs = [(name, seed, args.out / key / f"{slug(name)}_s{seed}", o) for seed in args.seeds
             for name, o in variants.items() if seed in s.seeds_of(name, args.seeds)]  # fmt: skip
@@ -362,6 +370,9 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
             else f"boost on the slim18 backbones ({args.more_epochs} more epochs vs boost {args.boost_epochs})"
         )
         summary["settings"][key] = {"label": title, "rows": rows}
+    if not summary["settings"]:
+        print(f"no finished runs in {args.out} to report")
+        return
     out = REPO / "benchmarks" / "results" / "ablation_summary.json"
     out.write_text(json.dumps(summary, indent=1))
     table = markdown(summary)
@@ -490,13 +501,14 @@ def main() -> None:
     p.add_argument("--boost-epochs", type=int, default=5, help="boost comparison: epochs of the boost (about the same wall time)")
     p.add_argument("--core", action="store_true", help="only the backbone and the default PoseReNet (the acceptance pair)")
     p.add_argument("--report-only", action="store_true", help="train nothing: report the runs that have finished")
+    p.add_argument("--only", nargs="+", default=[], metavar="TEXT", help="only the variants whose name contains TEXT")
     p.add_argument("--out", default=str(REPO / "runs" / "ablation"))
     p.add_argument("--docs", default=str(REPO / "docs"))
     a = p.parse_args()
     if not Path(a.data, "lspet_train.json").is_file():
         sys.exit(f"LSPET not found in {a.data} (--data)")
     args = Args(
-        a.data, Path(a.out), a.seeds, a.jobs, a.more_epochs, a.boost_epochs, Path(a.docs), a.settings, a.core, a.report_only
+        a.data, Path(a.out), a.seeds, a.jobs, a.more_epochs, a.boost_epochs, Path(a.docs), a.settings, a.core, a.report_only, a.only
     )
     results = {}
     for key in args.settings:
