@@ -358,6 +358,8 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
                 row["refined scores"] = {k: mean_std([100 * m[k] for m in refined]) for k in ("PCK@0.2", "AP")}
                 free = [unbounded(o, args) for o in outs]
                 row["unbounded"] = {k: mean_std([100 * m[k] for m in free]) for k in ("PCK@0.2", "AP")}
+                free_profiles = [error_profile(o / "eval_unbounded", args) for o in outs]
+                row["error profile, max_move 0"] = {k: statistics.mean(p[k] for p in free_profiles) for k in free_profiles[0]}
             cfg = load_config(outs[0] / "config.yaml")
             cost = measure(
                 create_model(cfg.model.name, 14, poserenet=cfg.model.poserenet, **cfg.model.kwargs), tuple(cfg.data.input_hw)
@@ -411,7 +413,10 @@ def markdown(summary: dict) -> str:
                       "mean OKS per person:", "",
                       "| variant | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]  # fmt: skip
             for r in profiled:
-                lines.append(f"| {r['variant']} | " + " | ".join(f"{r['error profile'][k]:.1f}" for k in keys) + " |")
+                for suffix in ("", ", max_move 0"):  # the default also as it was before the bound
+                    if f"error profile{suffix}" in r:
+                        shown = " | ".join(f"{r[f'error profile{suffix}'][k]:.1f}" for k in keys)
+                        lines.append(f"| {r['variant']}{suffix} | {shown} |")
             lines.append("")
         base = next((r for r in s["rows"] if r["variant"] == BACKBONE), s["rows"][0])
         joints = list(base["per joint"])
