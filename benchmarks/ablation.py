@@ -351,6 +351,7 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
             for r, o in zip(read, outs):
                 r["profile"] = error_profile(o, args) if (o / "results_val.json").is_file() else None
             row = summarize(label(name), read)
+            row["seeds"] = [int(o.name.rsplit("_s", 1)[1]) for o in outs]
             if name == BACKBONE and key in SETTINGS:  # the same models, decoded at the plug-in's 2x
                 at_2x = [decoded_at_2x(o, args) for o in outs]
                 row["decoded at 2x"] = {k: mean_std([100 * m[k] for m in at_2x]) for k in ("PCK@0.2", "AP")}
@@ -388,6 +389,12 @@ def pm(v: list[float], n: int) -> str:
     return f"{v[0]:.1f} ± {v[1]:.1f}" if n > 1 else f"{v[0]:.1f}"
 
 
+def per_seed(row: dict, seeds: list[int]) -> str:
+    """PCK of each seed; named when the row has other seeds than the report's."""
+    named = row.get("seeds", seeds) != seeds
+    return ", ".join(f"{v:.1f}" + (f" (seed {s})" if named else "") for v, s in zip(row["PCK per seed"], row.get("seeds", seeds)))
+
+
 def markdown(summary: dict) -> str:
     lines = []
     for s in summary["settings"].values():
@@ -405,7 +412,7 @@ def markdown(summary: dict) -> str:
                 rs, ub = r["refined scores"], r["unbounded"]
                 bb += f" (AP with the refined maps' scores: {pm(rs['AP'], n)}; with max_move 0: {pm(ub['PCK@0.2'], n)} / {pm(ub['AP'], n)})"
             lines.append(f"| {r['variant']} | {pm(r['PCK@0.2'], n)} | {pm(r['AP'], n)} | {pm(r['APM'], n)} | {pm(r['APL'], n)} | {bb} "
-                         f"| {r['train minutes']:.1f} | {r['params']:.3f} | {r['gflops']:.3f} | {', '.join(f'{v:.1f}' for v in r['PCK per seed'])} |")  # fmt: skip
+                         f"| {r['train minutes']:.1f} | {r['params']:.3f} | {r['gflops']:.3f} | {per_seed(r, summary['seeds'])} |")  # fmt: skip
         lines.append("")
         profiled = [r for r in s["rows"] if "error profile" in r]
         if profiled:
