@@ -389,17 +389,28 @@ def pm(v: list[float], n: int) -> str:
     return f"{v[0]:.1f} ± {v[1]:.1f}" if n > 1 else f"{v[0]:.1f}"
 
 
-def per_seed(row: dict, seeds: list[int]) -> str:
-    """PCK of each seed; named when the row has other seeds than the report's."""
+def gain(value: float, reference: float) -> str:
+    return f"{round(value - reference, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0"
+
+
+def per_seed(row: dict, first: dict, seeds: list[int]) -> str:
+    """PCK / AP of each seed and the gain over the first row's same seed (the pairs share their
+    initial backbone weights, data order and augmentations); a row with other seeds than the
+    report's names them."""
     named = row.get("seeds", seeds) != seeds
-    return ", ".join(f"{v:.1f}" + (f" (seed {s})" if named else "") for v, s in zip(row["PCK per seed"], row.get("seeds", seeds)))
+    ref = {} if row is first else dict(zip(first.get("seeds", seeds), zip(first["PCK per seed"], first["AP per seed"])))
+    parts = []
+    for pck, ap, seed in zip(row["PCK per seed"], row["AP per seed"], row.get("seeds", seeds)):
+        notes = ([f"seed {seed}"] if named else []) + ([f"{gain(pck, ref[seed][0])} / {gain(ap, ref[seed][1])}"] if seed in ref else [])
+        parts.append(f"{pck:.1f} / {ap:.1f}" + (f" ({', '.join(notes)})" if notes else ""))
+    return ", ".join(parts)
 
 
 def markdown(summary: dict) -> str:
     lines = []
     for s in summary["settings"].values():
         lines += [f"**{s['label']}**", "",
-                  "| variant | PCK@0.2 | AP | APM | APL | backbone output PCK / AP (backbone alone: its maps decoded at 2x) | train min | params (M) | GFLOPs | PCK per seed |",
+                  "| variant | PCK@0.2 | AP | APM | APL | backbone output PCK / AP (backbone alone: its maps decoded at 2x) | train min | params (M) | GFLOPs | PCK / AP per seed (gain over the first row's same seed) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
         for r in s["rows"]:
             n = r["n"]
@@ -412,7 +423,7 @@ def markdown(summary: dict) -> str:
                 rs, ub = r["refined scores"], r["unbounded"]
                 bb += f" (AP with the refined maps' scores: {pm(rs['AP'], n)}; with max_move 0: {pm(ub['PCK@0.2'], n)} / {pm(ub['AP'], n)})"
             lines.append(f"| {r['variant']} | {pm(r['PCK@0.2'], n)} | {pm(r['AP'], n)} | {pm(r['APM'], n)} | {pm(r['APL'], n)} | {bb} "
-                         f"| {r['train minutes']:.1f} | {r['params']:.3f} | {r['gflops']:.3f} | {per_seed(r, summary['seeds'])} |")  # fmt: skip
+                         f"| {r['train minutes']:.1f} | {r['params']:.3f} | {r['gflops']:.3f} | {per_seed(r, s['rows'][0], summary['seeds'])} |")  # fmt: skip
         lines.append("")
         profiled = [r for r in s["rows"] if "error profile" in r]
         if profiled:
