@@ -218,3 +218,33 @@ def test_refined_keypoints_stay_near_the_backbones(max_move):
         assert (moved[:, 0, 0] > 4).all()
     else:
         assert np.abs(moved[:, 0]).max() < 1e-6
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_a_detached_plugin_leaves_its_backbone_training_as_alone(detach):
+    """`detach`: the backbone learns from its own loss only, step for step what it learns alone
+    (what the ablation's paired seeds rely on); end to end, the plug-in's losses move it."""
+    import copy
+
+    from poserenet.loss import JointsMSELoss
+    from poserenet.train import supervised_loss
+
+    torch.manual_seed(0)
+    start = TinyHeatmapNet()
+    alone, model = copy.deepcopy(start), PoseReNet.wrap(copy.deepcopy(start), 5, detach=detach)
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "target": torch.rand(4, 5, 16, 12, generator=g), "target_weight": torch.ones(4, 5),
+        "target_1": torch.rand(4, 5, 32, 24, generator=g), "target_weight_1": torch.ones(4, 5),
+    }  # fmt: skip
+    images = torch.randn(4, 3, 64, 48, generator=g)
+    for net in (alone, model):
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(3):
+            opt.zero_grad()
+            supervised_loss(net(images), batch, JointsMSELoss(), {"backbone": 1.0}, torch.device("cpu")).backward()
+            opt.step()
+    same = all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), model.backbone.state_dict().values()))
+    assert same == detach
+    assert not torch.equal(start.body[0].weight, alone.body[0].weight)  # the backbone did train
