@@ -397,10 +397,10 @@ def per_seed(row: dict, first: dict, seeds: list[int]) -> str:
     """PCK / AP of each seed and the gain over the first row's same seed (the pairs share their
     initial backbone weights, data order and augmentations); a row with other seeds than the
     report's names them."""
-    named = row.get("seeds", seeds) != seeds
-    ref = {} if row is first else dict(zip(first.get("seeds", seeds), zip(first["PCK per seed"], first["AP per seed"])))
+    named = row["seeds"] != seeds
+    ref = {} if row is first else dict(zip(first["seeds"], zip(first["PCK per seed"], first["AP per seed"])))
     parts = []
-    for pck, ap, seed in zip(row["PCK per seed"], row["AP per seed"], row.get("seeds", seeds)):
+    for pck, ap, seed in zip(row["PCK per seed"], row["AP per seed"], row["seeds"]):
         notes = ([f"seed {seed}"] if named else []) + ([f"{gain(pck, ref[seed][0])} / {gain(ap, ref[seed][1])}"] if seed in ref else [])
         parts.append(f"{pck:.1f} / {ap:.1f}" + (f" ({', '.join(notes)})" if notes else ""))
     return ", ".join(parts)
@@ -531,6 +531,9 @@ def main() -> None:
     a = p.parse_args()
     if not Path(a.data, "lspet_train.json").is_file():
         sys.exit(f"LSPET not found in {a.data} (--data)")
+    names = [n for k in a.settings if k in SETTINGS for n in SETTINGS[k].variants()]
+    if unmatched := [w for w in a.only if not any(w in n for n in names)]:
+        sys.exit(f"--only {' '.join(unmatched)}: no variant of {', '.join(a.settings)} has that in its name")
     args = Args(
         a.data, Path(a.out), a.seeds, a.jobs, a.more_epochs, a.boost_epochs, Path(a.docs), a.settings, a.core, a.report_only, a.only
     )
