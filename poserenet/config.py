@@ -234,6 +234,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+# Keys that were renamed: (section, old name) -> what to write now.
+RENAMED = {("model.poserenet", "detach"): "backbone_grad (detach: true is backbone_grad: 0)"}
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -246,7 +250,11 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         for k in sorted(unknown):
             close = difflib.get_close_matches(k, names, n=1)
             parts.append(f"{prefix}{k}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
-        raise ConfigError(f"unknown key(s) {', '.join(parts)}; known{' in ' + where if where else ''}: {', '.join(sorted(names))}")
+        renamed = [f"{prefix}{k} is now {prefix}{RENAMED[(where, k)]}" for k in sorted(unknown) if (where, k) in RENAMED]
+        raise ConfigError(
+            f"unknown key(s) {', '.join(parts)}; known{' in ' + where if where else ''}: {', '.join(sorted(names))}"
+            + "".join(f"; {r}" for r in renamed)
+        )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
     return cls(**kwargs)
 
@@ -361,6 +369,7 @@ def check_config(cfg: Config) -> None:
     choice("model.poserenet.attention", ATTENTIONS)
     choice("model.poserenet.scores", SCORES)
     number("model.poserenet.max_move", lo=0)
+    number("model.poserenet.backbone_grad", 0, 1)
     for name, w in cfg.loss.output_weights.items():
         ok = isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
         need(ok, f"loss.output_weights.{name}", w, "a finite number >= 0")

@@ -33,6 +33,8 @@ def test_overrides_and_types(tmp_path):
         ("", "codec.dark=maybe", r"codec.dark: expected true or false"),
         ("", "model.poserenet.max_move=-1", r"exp.yaml: model.poserenet.max_move must be a finite number >= 0, got -1.0"),
         ("", "model.poserenet.max_move=.nan", r"model.poserenet.max_move must be a finite number >= 0"),
+        ("", "model.poserenet.backbone_grad=1.5", r"model.poserenet.backbone_grad must be a finite number >= 0 and <= 1, got 1.5"),
+        ("", "model.poserenet.detach=true", r"unknown key\(s\) model.poserenet.detach.*; model.poserenet.detach is now model.poserenet.backbone_grad"),
         ("", "train.channels_last=sometimes", r"exp.yaml: train.channels_last must be true, false or auto, got 'sometimes'"),
     ],
 )

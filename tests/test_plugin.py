@@ -220,10 +220,20 @@ def test_refined_keypoints_stay_near_the_backbones(max_move):
         assert np.abs(moved[:, 0]).max() < 1e-6
 
 
-@pytest.mark.parametrize("detach", [True, False])
-def test_a_detached_plugin_leaves_its_backbone_training_as_alone(detach):
-    """`detach`: the backbone learns from its own loss only, step for step what it learns alone
-    (what the ablation's paired seeds rely on); end to end, the plug-in's losses move it."""
+def _plugin_batch() -> tuple[torch.Tensor, dict]:
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "target": torch.rand(4, 5, 16, 12, generator=g), "target_weight": torch.ones(4, 5),
+        "target_1": torch.rand(4, 5, 32, 24, generator=g), "target_weight_1": torch.ones(4, 5),
+    }  # fmt: skip
+    return torch.randn(4, 3, 64, 48, generator=g), batch
+
+
+@pytest.mark.parametrize("backbone_grad", [0.0, 1.0])
+def test_a_detached_plugin_leaves_its_backbone_training_as_alone(backbone_grad):
+    """`backbone_grad=0` (detached): the backbone learns from its own loss only, step for step
+    what it learns alone (what the ablation's paired seeds rely on); end to end, the plug-in's
+    losses move it."""
     import copy
 
     from poserenet.loss import JointsMSELoss
@@ -231,13 +241,8 @@ def test_a_detached_plugin_leaves_its_backbone_training_as_alone(detach):
 
     torch.manual_seed(0)
     start = TinyHeatmapNet()
-    alone, model = copy.deepcopy(start), PoseReNet.wrap(copy.deepcopy(start), 5, detach=detach)
-    g = torch.Generator().manual_seed(1)
-    batch = {
-        "target": torch.rand(4, 5, 16, 12, generator=g), "target_weight": torch.ones(4, 5),
-        "target_1": torch.rand(4, 5, 32, 24, generator=g), "target_weight_1": torch.ones(4, 5),
-    }  # fmt: skip
-    images = torch.randn(4, 3, 64, 48, generator=g)
+    alone, model = copy.deepcopy(start), PoseReNet.wrap(copy.deepcopy(start), 5, backbone_grad=backbone_grad)
+    images, batch = _plugin_batch()
     for net in (alone, model):
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=1e-2)
@@ -246,5 +251,31 @@ def test_a_detached_plugin_leaves_its_backbone_training_as_alone(detach):
             supervised_loss(net(images), batch, JointsMSELoss(), {"backbone": 1.0}, torch.device("cpu")).backward()
             opt.step()
     same = all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), model.backbone.state_dict().values()))
-    assert same == detach
+    assert same == (backbone_grad == 0)
     assert not torch.equal(start.body[0].weight, alone.body[0].weight)  # the backbone did train
+
+
+def test_backbone_grad_scales_only_the_plugins_gradient_into_the_backbone():
+    """Between detached (0) and end to end (1): the same outputs, and the backbone's gradient is
+    its own loss's plus that fraction of the plug-in's."""
+    import copy
+
+    from poserenet.loss import JointsMSELoss
+    from poserenet.train import supervised_loss
+
+    torch.manual_seed(0)
+    net = PoseReNet.wrap(TinyHeatmapNet(), 5)
+    images, batch = _plugin_batch()
+    outputs, grads = [], []
+    for g in (0.0, 0.3, 1.0):
+        model = copy.deepcopy(net).train()
+        model.cfg.backbone_grad = g
+        out = model(images)
+        supervised_loss(out, batch, JointsMSELoss(), {"backbone": 1.0}, torch.device("cpu")).backward()
+        outputs.append(out)
+        grads.append(torch.cat([p.grad.flatten() for p in model.backbone.parameters()]))
+    for key in outputs[0]:
+        assert torch.equal(outputs[0][key], outputs[1][key]) and torch.equal(outputs[0][key], outputs[2][key])
+    own, end_to_end = grads[0], grads[2]
+    assert not torch.allclose(own, end_to_end)
+    torch.testing.assert_close(grads[1], own + 0.3 * (end_to_end - own), rtol=1e-4, atol=1e-6)

@@ -65,9 +65,10 @@ class PoseReNetConfig:
     # Start exactly as the backbone (for boosting a trained model): f_out = f_in + g * (Aggregation - f_in),
     # with a learned per-keypoint g that starts at 0.
     zero_init: bool = False
-    # The plug-in refines a detached copy of the backbone's heatmaps: the backbone learns from its
-    # own loss only, and nothing the plug-in does can pull it away from what it would learn alone.
-    detach: bool = False
+    # How much of the plug-in's loss reaches the backbone through its heatmaps: 1 end to end; 0
+    # detached (the backbone learns from its own loss only, exactly as it would alone); between,
+    # that fraction of the plug-in's gradient (docs/ablation.md measures 1, 0.3 and 0).
+    backbone_grad: float = 1.0
     # Keypoint scores (pose rescoring, OKS-NMS, AP's ranking): the maxima of the backbone's
     # heatmaps ("backbone") or of the refined ones ("refined"); positions always come from the
     # refined heatmaps.
@@ -238,8 +239,12 @@ class PoseReNet(nn.Module):
         r = self.refine
         agg = self.cfg.aggregation
         backbone_out = f_in
-        if self.cfg.detach:
+        g = self.cfg.backbone_grad
+        if g == 0:
             f_in = f_in.detach()
+        elif g != 1 and torch.is_grad_enabled():
+            # The same values (x - x.detach() is exactly 0); the gradient into the backbone times g.
+            f_in = f_in.detach() + g * (f_in - f_in.detach())
         f1 = r["attention"](f_in) if "attention" in r else None
         f3 = r["identity"](f_in) if "identity" in r else None
         # "average" uses f2 only as a training signal: at inference it costs nothing.
