@@ -23,13 +23,17 @@ finished runs in runs/ablation/ are reused and a stopped run resumes from its la
 the script can be stopped and restarted. `--core` trains only the backbone and the default
 PoseReNet, `--only TEXT` the variants whose name contains TEXT; `--report-only` trains nothing
 and reports every run that has finished. It writes docs/ablation_table.md, docs/ablation.png
-and benchmarks/results/ablation_summary.json.
+and benchmarks/results/ablation_summary.json; that summary is the record that outlives runs/:
+the report merges new runs into it (new seeds of a variant pooled with its stored ones) and
+keeps the rows and settings that have no runs on disk, so `--report-only` on a fresh clone
+rewrites the doc's tables from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -198,11 +202,13 @@ def run_boost(args: Args) -> dict[str, list[Path]]:
     jobs, runs = [], {more_name: [], boost_name: []}
     for seed in args.seeds:
         base = args.out / "slim18" / f"{slug(BACKBONE)}_s{seed}"
-        if not (base / "done").is_file() and not args.report_only:
-            sys.exit(f"boost: the slim18 backbone {base} has not finished; run --settings slim18 first")
         more, boost = args.out / "boost" / f"more_s{seed}", args.out / "boost" / f"boost_s{seed}"
         runs[more_name].append(more)
         runs[boost_name].append(boost)
+        if args.report_only:
+            continue
+        if not (base / "done").is_file():
+            sys.exit(f"boost: the slim18 backbone {base} has not finished; run --settings slim18 first")
         total = s.epochs + args.more_epochs
         if not (more / "done").is_file():
             more.mkdir(parents=True, exist_ok=True)
@@ -377,15 +383,80 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
             else f"boost on the slim18 backbones ({args.more_epochs} more epochs vs boost {args.boost_epochs})"
         )
         summary["settings"][key] = {"label": title, "rows": rows}
+    out = REPO / "benchmarks" / "results" / "ablation_summary.json"
+    if out.is_file():  # the record of runs trained elsewhere, or by an earlier invocation
+        summary = with_stored(summary, json.loads(out.read_text()))
     if not summary["settings"]:
         print(f"no finished runs in {args.out} to report")
         return
-    out = REPO / "benchmarks" / "results" / "ablation_summary.json"
     out.write_text(json.dumps(summary, indent=1))
     table = markdown(summary)
     (args.docs / "ablation_table.md").write_text(table)
     plot(summary, args.docs / "ablation.png")
     print(table)
+
+
+# Row fields with one entry per seed; every other [mean, std] pair, mean or dict is pooled.
+PER_SEED = ("PCK per seed", "AP per seed", "seeds", "curves")
+AS_IS = ("variant", "params", "gflops")
+
+
+def merge_rows(a: dict, b: dict) -> dict:
+    """One row from two rows of the same variant on different seeds, exactly as if its runs had
+    been summarised together: pooled means and sample standard deviations."""
+    na, nb = a["n"], b["n"]
+
+    def pool(x, y):
+        if isinstance(x, dict):
+            return {k: pool(x[k], y[k]) for k in x if k in y}
+        if isinstance(x, list):  # [mean, std]
+            (ma, sa), (mb, sb) = x, y
+            n, mean = na + nb, (na * ma + nb * mb) / (na + nb)
+            squares = (na - 1) * sa**2 + na * ma**2 + (nb - 1) * sb**2 + nb * mb**2
+            return [mean, math.sqrt(max(0.0, squares - n * mean**2) / (n - 1))]
+        return (na * x + nb * y) / (na + nb)
+
+    row = {}
+    for k in a:
+        if k in AS_IS:
+            row[k] = a[k]
+        elif k == "n":
+            row[k] = na + nb
+        elif k in PER_SEED:
+            row[k] = a[k] + b[k]
+        elif k in b:
+            row[k] = pool(a[k], b[k])
+    order = sorted(range(row["n"]), key=lambda i: row["seeds"][i])
+    for k in PER_SEED:
+        row[k] = [row[k][i] for i in order]
+    return row
+
+
+def with_stored(summary: dict, stored: dict) -> dict:
+    """The runs on disk over the stored summary (benchmarks/results/ablation_summary.json, the
+    record that outlives runs/): a variant's rows on disjoint seeds are merged, a row on disk
+    that has the stored seeds replaces it, and rows and settings with no runs on disk are kept."""
+    seeds = sorted(set(stored["seeds"]) | set(summary["seeds"]))
+    merged = {**stored, "seeds": seeds, "default": summary["default"], "settings": dict(stored["settings"])}
+    for key in [k for k in stored["settings"] if k not in summary["settings"]]:
+        print(f"  {key}: no runs on disk, kept from the stored summary")
+    for key, setting in summary["settings"].items():
+        old = {r["variant"]: r for r in stored["settings"].get(key, {}).get("rows", [])}
+        new = {r["variant"]: r for r in setting["rows"]}
+        rows = []
+        for name in [*old, *(n for n in new if n not in old)]:
+            if name not in new:
+                rows.append(old[name])
+                print(f"  {key}: {name}: kept from the stored summary (seeds {old[name]['seeds']})")
+            elif name in old and not set(old[name]["seeds"]) & set(new[name]["seeds"]):
+                rows.append(merge_rows(old[name], new[name]))
+                print(f"  {key}: {name}: stored seeds {old[name]['seeds']} + seeds {new[name]['seeds']} on disk")
+            else:
+                if name in old and not set(old[name]["seeds"]) <= set(new[name]["seeds"]):
+                    print(f"  {key}: {name}: seeds {new[name]['seeds']} on disk replace the stored {old[name]['seeds']}")
+                rows.append(new[name])
+        merged["settings"][key] = {**setting, "rows": rows}
+    return merged
 
 
 def pm(v: list[float], n: int) -> str:
