@@ -6,7 +6,8 @@ then rename), so an interrupted run never leaves a half-written file:
 `config.yaml`, `last.pth` (every epoch, and every `checkpoint_every` steps), `best.pth` (best
 `best_metric`), `epoch_NNNN.pth` (the last `keep_last`), `log.jsonl` and `log.csv` (one row per
 epoch), `results_val.json` and `metrics.json` (the last validation), `curves.png` (when
-training ends), and TensorBoard events under `tb/` when tensorboard is installed.
+training ends), and TensorBoard events under `tb/` when tensorboard is installed (the last
+three: `runlog.py`).
 
 Resuming restores the model, optimizer, scheduler, gradient scaler, random generators and the
 position in the epoch; with `train.deterministic` the resumed run reproduces the uninterrupted
@@ -16,9 +17,6 @@ one exactly.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
 import os
 import random
@@ -37,10 +35,10 @@ from .checkpoint import load_weights, read_training_checkpoint, save_atomic
 from .config import Config, save_config
 from .errors import ConfigError, PoseDataError
 from .evaluate import evaluate_model, people_to_evaluate
-from .files import write_atomic, write_text_atomic
 from .loss import JointsMSELoss
 from .meta import meta_to_dict
 from .pipeline import build_dataset, build_meta, build_model, check_output_size, load_split
+from .runlog import RunLog
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -205,7 +203,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.best = 0, 0, -math.inf
         self.partial = (0.0, 0)  # loss sum and samples of the epoch in progress (for mid-epoch resume)
         self.metrics: dict[str, Any] = {}
-        self.tb = None
+        self.runlog = RunLog(self.out_dir, enabled=self.ctx.is_main)
 
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any]:
@@ -244,9 +242,7 @@ class Trainer:
             set_rng_state(ckpt["rng"])
         if ckpt.get("world_size", 1) != self.ctx.world_size and self.step_in_epoch:
             raise ConfigError(f"{path}: saved mid-epoch by {ckpt.get('world_size')} processes; resume it with as many")
-        if self.ctx.is_main:  # the log keeps only the epochs the checkpoint has seen
-            rows = [r for r in self._read_log() if r["epoch"] <= self.epoch]
-            self._write_log(rows)
+        self.runlog.read(up_to_epoch=self.epoch)  # the log keeps only the epochs the checkpoint has seen
         self.log(f"resumed from {path} at epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else ""))
 
     def _save(self, epoch_end: bool, is_best: bool = False) -> None:
@@ -261,29 +257,6 @@ class Trainer:
             _same_as(last, self.out_dir / f"epoch_{self.epoch:04d}.pth", state)
             for old in sorted(self.out_dir.glob("epoch_*.pth"))[: -self.cfg.train.keep_last]:
                 old.unlink()
-
-    # ----------------------------------------------------------------- logs
-    def _read_log(self) -> list[dict[str, Any]]:
-        path = self.out_dir / "log.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-    def _write_log(self, rows: list[dict[str, Any]]) -> None:
-        write_text_atomic(self.out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(self.out_dir / "log.csv", buf.getvalue())
-
-    def _open_tensorboard(self) -> None:
-        if not self.ctx.is_main:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return
-        self.tb = SummaryWriter(str(self.out_dir / "tb"))
 
     # ----------------------------------------------------------------- the loop
     def train_epoch(self) -> dict[str, float]:
@@ -326,8 +299,8 @@ class Trainer:
                 self.step_in_epoch += 1
                 self.partial = (loss_sum, count)
                 global_step = self.epoch * math.ceil(n_batches / t.accumulate) + self.step_in_epoch
-                if self.tb is not None and self.step_in_epoch % t.log_every == 0:
-                    self.tb.add_scalar("train/loss_step", loss.item(), global_step)
+                if self.step_in_epoch % t.log_every == 0:
+                    self.runlog.scalar("train/loss_step", loss_value, global_step)
                 if t.checkpoint_every and self.step_in_epoch % t.checkpoint_every == 0 and i + 1 < n_batches:
                     self._save(epoch_end=False)
             bar.set_postfix(loss=f"{loss_sum / count:.2e}", img_s=f"{count * self.ctx.world_size / (time.perf_counter() - start):.0f}")
@@ -342,7 +315,7 @@ class Trainer:
             for stale in self.out_dir.glob("*.tmp"):  # a write an earlier run was killed in
                 stale.unlink()
             save_config(cfg, self.out_dir / "config.yaml")
-        self._open_tensorboard()
+        self.runlog.open_tensorboard()
         n_params = sum(p.numel() for p in self.model.parameters())
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         where = f"{self.ctx.world_size} processes on {self.device.type}" if self.ctx.enabled else str(self.device)
@@ -353,7 +326,7 @@ class Trainer:
                  f"{'float32' if t.amp == 'none' else t.amp + ' autocast'}{', channels_last' if self.channels_last else ''}")  # fmt: skip
         if on_start is not None:
             on_start(self.model, {"meta": self.meta, "val_data": self.val_data, "train_data": self.train_data, "device": self.device})
-        rows = self._read_log() if self.ctx.is_main else []
+        self.runlog.read()
         while self.epoch < t.epochs:
             lr = self.optimizer.param_groups[0]["lr"]
             stats = self.train_epoch()
@@ -366,71 +339,40 @@ class Trainer:
                 record["ranks_in_sync"] = D.weights_in_sync(self.model, self.ctx)
             is_best = False
             if self.epoch == t.epochs or self.epoch % t.val_every == 0:
-                try:
-                    self.metrics = evaluate_model(self.model, cfg, self.meta, self.val_data, self.device,
-                                                  self.out_dir if self.ctx.is_main else None, self.progress, self.ctx, self.val_people)  # fmt: skip
-                except BaseException:
-                    self._save(epoch_end=True)  # whatever stops the validation, the epoch's training is kept
-                    raise
-                record.update({f"val_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float))})
-                pck = f"PCK@{cfg.eval.pck_threshold:g}"
-                msg += f"  val AP {100 * self.metrics['AP']:.1f}  {pck} {100 * self.metrics.get(pck, float('nan')):.1f}"
-                for name in ("backbone", "final"):  # a PoseReNet model's other output, scored beside
-                    other = self.metrics.get(name)
-                    if isinstance(other, dict):
-                        record.update({f"val_{name}_{k}": v for k, v in other.items() if isinstance(v, (int, float))})
-                        msg += f"  ({name}: AP {100 * other['AP']:.1f}  {pck} {100 * other.get(pck, float('nan')):.1f})"
-                value = self.metrics.get(t.best_metric)
-                if value is None:
-                    self._save(epoch_end=True)
-                    raise ConfigError(f"train.best_metric {t.best_metric!r} is not a validation metric ({', '.join(self.metrics)})")
-                is_best = value > self.best
-                if is_best:
-                    self.best = value
+                is_best, scores = self.validate(record)
+                msg += scores
             self._save(epoch_end=True, is_best=is_best)
-            if self.ctx.is_main:
-                rows.append(record)
-                self._write_log(rows)
-                if self.tb is not None:
-                    for k, v in record.items():
-                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
-                            self.tb.add_scalar(k.replace("_", "/", 1), v, self.epoch)
+            self.runlog.append(record)
             self.log(msg)
-        if self.ctx.is_main and rows:
-            plot_curves(rows, self.out_dir / "curves.png", cfg.eval.pck_threshold)
-        if self.tb is not None:
-            self.tb.close()
+        self.runlog.close(cfg.eval.pck_threshold)
         return self.metrics
 
-
-def plot_curves(rows: list[dict[str, Any]], path: Path, pck_threshold: float = 0.2) -> None:
-    """Training loss and validation scores per epoch, as a PNG."""
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    epochs = [r["epoch"] for r in rows]
-    ax1.plot(epochs, [r["train_loss"] for r in rows], marker="o", ms=3)
-    ax1.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
-    pck = f"val_PCK@{pck_threshold:g}"
-    for key, label in (("val_AP", "OKS AP"), (pck, f"PCK@{pck_threshold:g}"), ("val_PCKh Mean", "PCKh@0.5")):
-        pts = [(r["epoch"], 100 * r[key]) for r in rows if key in r]
-        if pts:
-            ax2.plot(*zip(*pts), marker="o", ms=3, label=label)
-    ax2.set(xlabel="epoch", ylabel="%", title="validation")
-    if ax2.lines:
-        ax2.legend()
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    fig.tight_layout()
-    try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    finally:
-        plt.close(fig)
+    def validate(self, record: dict[str, Any]) -> tuple[bool, str]:
+        """Score the model on the validation set after an epoch: the numbers go into `record`;
+        returns whether it is the best so far and the scores for the epoch's line."""
+        cfg, t = self.cfg, self.cfg.train
+        try:
+            self.metrics = evaluate_model(self.model, cfg, self.meta, self.val_data, self.device,
+                                          self.out_dir if self.ctx.is_main else None, self.progress, self.ctx, self.val_people)  # fmt: skip
+        except BaseException:
+            self._save(epoch_end=True)  # whatever stops the validation, the epoch's training is kept
+            raise
+        record.update({f"val_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float))})
+        pck = f"PCK@{cfg.eval.pck_threshold:g}"
+        msg = f"  val AP {100 * self.metrics['AP']:.1f}  {pck} {100 * self.metrics.get(pck, float('nan')):.1f}"
+        for name in ("backbone", "final"):  # a PoseReNet model's other output, scored beside
+            other = self.metrics.get(name)
+            if isinstance(other, dict):
+                record.update({f"val_{name}_{k}": v for k, v in other.items() if isinstance(v, (int, float))})
+                msg += f"  ({name}: AP {100 * other['AP']:.1f}  {pck} {100 * other.get(pck, float('nan')):.1f})"
+        value = self.metrics.get(t.best_metric)
+        if value is None:
+            self._save(epoch_end=True)
+            raise ConfigError(f"train.best_metric {t.best_metric!r} is not a validation metric ({', '.join(self.metrics)})")
+        is_best = value > self.best
+        if is_best:
+            self.best = value
+        return is_best, msg
 
 
 def _same_as(last: Path, path: Path, state: dict[str, Any]) -> None:
