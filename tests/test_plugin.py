@@ -86,6 +86,8 @@ def test_branches_switch_off():
             PoseReNet.wrap(TinyHeatmapNet(), 5, lifting=False, aggregation=aggregation)
     with pytest.raises(ValueError, match="channel attention or the identity branch"):
         PoseReNet.wrap(TinyHeatmapNet(), 5, channel_attention=False, identity=False)
+    with pytest.raises(ValueError, match=r"backbone_grad must be in \[0, 1\], got -0.5"):
+        PoseReNet.wrap(TinyHeatmapNet(), 5, backbone_grad=-0.5)
 
 
 def test_average_uses_the_lifted_map_only_in_training():

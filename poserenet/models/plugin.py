@@ -197,6 +197,8 @@ class PoseReNet(nn.Module):
             raise ValueError("PoseReNet needs the channel attention or the identity branch (the lifted map alone is an attention)")
         if cfg.scores not in SCORES:
             raise ValueError(f"PoseReNet scores must be one of {SCORES}, got {cfg.scores!r}")
+        if not 0 <= cfg.backbone_grad <= 1:
+            raise ValueError(f"PoseReNet backbone_grad must be in [0, 1], got {cfg.backbone_grad!r}")
         if cfg.aggregation in ("gate", "lifted") and not cfg.lifting:
             raise ValueError(f"PoseReNet aggregation {cfg.aggregation!r} needs the resolution lifting branch; without it use average or fusion")
         self.cfg = cfg
