@@ -390,6 +390,7 @@ def report(results: dict[str, dict[str, list[Path]]], args: Args) -> None:
         return
     out.write_text(json.dumps(summary, indent=1))
     table = markdown(summary)
+    args.docs.mkdir(parents=True, exist_ok=True)  # --docs may name a folder not made yet
     (args.docs / "ablation_table.md").write_text(table)
     plot(summary, args.docs / "ablation.png")
     print(table)
