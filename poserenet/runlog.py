@@ -15,19 +15,19 @@ from .files import write_atomic, write_text_atomic
 
 class RunLog:
     def __init__(self, out_dir: Path, enabled: bool = True):
+        """Starts from the rows an earlier run left in `out_dir` (new rows are appended)."""
         self.out_dir, self.enabled = Path(out_dir), enabled
-        self.rows: list[dict[str, Any]] = []
+        path = self.out_dir / "log.jsonl"
+        self.rows: list[dict[str, Any]] = (
+            [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if enabled and path.is_file() else []
+        )
         self.tb = None
 
-    def read(self, up_to_epoch: int | None = None) -> None:
-        """The rows an earlier run wrote; with `up_to_epoch`, only those (the epochs a resumed
-        checkpoint has seen), and the files rewritten to match."""
-        path = self.out_dir / "log.jsonl"
-        if not self.enabled or not path.is_file():
-            return
-        self.rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if up_to_epoch is not None:
-            self.rows = [r for r in self.rows if r["epoch"] <= up_to_epoch]
+    def truncate(self, epoch: int) -> None:
+        """Keep only the rows up to `epoch` (the epochs a resumed checkpoint has seen), on disk too."""
+        kept = [r for r in self.rows if r["epoch"] <= epoch]
+        if len(kept) < len(self.rows):
+            self.rows = kept
             self._write()
 
     def open_tensorboard(self) -> None:

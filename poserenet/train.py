@@ -242,7 +242,7 @@ class Trainer:
             set_rng_state(ckpt["rng"])
         if ckpt.get("world_size", 1) != self.ctx.world_size and self.step_in_epoch:
             raise ConfigError(f"{path}: saved mid-epoch by {ckpt.get('world_size')} processes; resume it with as many")
-        self.runlog.read(up_to_epoch=self.epoch)  # the log keeps only the epochs the checkpoint has seen
+        self.runlog.truncate(self.epoch)  # the log keeps only the epochs the checkpoint has seen
         self.log(f"resumed from {path} at epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else ""))
 
     def _save(self, epoch_end: bool, is_best: bool = False) -> None:
@@ -326,7 +326,6 @@ class Trainer:
                  f"{'float32' if t.amp == 'none' else t.amp + ' autocast'}{', channels_last' if self.channels_last else ''}")  # fmt: skip
         if on_start is not None:
             on_start(self.model, {"meta": self.meta, "val_data": self.val_data, "train_data": self.train_data, "device": self.device})
-        self.runlog.read()
         while self.epoch < t.epochs:
             lr = self.optimizer.param_groups[0]["lr"]
             stats = self.train_epoch()

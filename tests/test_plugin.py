@@ -231,15 +231,20 @@ def _plugin_batch() -> tuple[torch.Tensor, dict]:
     return torch.randn(4, 3, 64, 48, generator=g), batch
 
 
+def _training_loss(outputs: dict, batch: dict) -> torch.Tensor:
+    """The trainer's loss: every supervised output, the backbone's own heatmaps included."""
+    from poserenet.loss import JointsMSELoss
+    from poserenet.train import supervised_loss
+
+    return supervised_loss(outputs, batch, JointsMSELoss(), {"backbone": 1.0}, torch.device("cpu"))
+
+
 @pytest.mark.parametrize("backbone_grad", [0.0, 1.0])
 def test_a_detached_plugin_leaves_its_backbone_training_as_alone(backbone_grad):
     """`backbone_grad=0` (detached): the backbone learns from its own loss only, step for step
     what it learns alone (what the ablation's paired seeds rely on); end to end, the plug-in's
     losses move it."""
     import copy
-
-    from poserenet.loss import JointsMSELoss
-    from poserenet.train import supervised_loss
 
     torch.manual_seed(0)
     start = TinyHeatmapNet()
@@ -250,7 +255,7 @@ def test_a_detached_plugin_leaves_its_backbone_training_as_alone(backbone_grad):
         opt = torch.optim.Adam(net.parameters(), lr=1e-2)
         for _ in range(3):
             opt.zero_grad()
-            supervised_loss(net(images), batch, JointsMSELoss(), {"backbone": 1.0}, torch.device("cpu")).backward()
+            _training_loss(net(images), batch).backward()
             opt.step()
     same = all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), model.backbone.state_dict().values()))
     assert same == (backbone_grad == 0)
@@ -262,9 +267,6 @@ def test_backbone_grad_scales_only_the_plugins_gradient_into_the_backbone():
     its own loss's plus that fraction of the plug-in's."""
     import copy
 
-    from poserenet.loss import JointsMSELoss
-    from poserenet.train import supervised_loss
-
     torch.manual_seed(0)
     net = PoseReNet.wrap(TinyHeatmapNet(), 5)
     images, batch = _plugin_batch()
@@ -273,7 +275,7 @@ def test_backbone_grad_scales_only_the_plugins_gradient_into_the_backbone():
         model = copy.deepcopy(net).train()
         model.cfg.backbone_grad = g
         out = model(images)
-        supervised_loss(out, batch, JointsMSELoss(), {"backbone": 1.0}, torch.device("cpu")).backward()
+        _training_loss(out, batch).backward()
         outputs.append(out)
         grads.append(torch.cat([p.grad.flatten() for p in model.backbone.parameters()]))
     for key in outputs[0]:

@@ -26,7 +26,7 @@ def test_a_resumed_log_keeps_the_checkpoints_epochs_and_appends(tmp_path):
     assert not any(k in ("epoch", "ok") for k, _, _ in log.tb.scalars)  # the step and flags are not curves
 
     resumed = RunLog(tmp_path)
-    resumed.read(up_to_epoch=2)  # the checkpoint saw two epochs: the third row goes
+    resumed.truncate(2)  # the checkpoint saw two epochs: the third row goes
     assert [r["epoch"] for r in resumed.rows] == [1, 2]
     assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
     resumed.append({"epoch": 3, "lr": 1e-4, "train_loss": 0.3})
